@@ -1,0 +1,204 @@
+"""Experiment configuration: typed sections, YAML load/save and dotted `--set key=value` overrides.
+
+Unknown keys are rejected with the list of valid ones; wrong types name the full dotted key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator
+
+from vlfuse.errors import ConfigError
+from vlfuse.registry import FUSIONS, HEADS, IMAGE_ENCODERS, TEXT_ENCODERS, ComponentConfig
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class AugmentConfig(Section):
+    """Train-time image augmentation, applied batched on tensors (kornia). Choose per dataset: easy-VQA answers
+    name colours, so colour jitter there would silently change the right answer."""
+
+    hflip: bool = False  # random horizontal flip with p=0.5
+    translate: float = 0.0  # max shift as a fraction of the image size
+    rotate: float = 0.0  # max rotation in degrees
+    scale: float = 0.0  # max zoom in/out as a fraction (0.1 → 0.9..1.1)
+    brightness: float = 0.0  # colour jitter strengths (0 = off)
+    contrast: float = 0.0
+    erase: float = 0.0  # probability of random erasing
+
+
+class DataConfig(Section):
+    """Where the data comes from and how it is preprocessed."""
+
+    name: str = "easy-vqa"  # built-in dataset name, or "table" for a user table
+    path: str | None = None  # table file (CSV / JSONL / Parquet) when name == "table"
+    test_path: str | None = None  # optional separate test table
+    image_column: str = "image"  # column holding image paths (relative paths resolve against the table folder)
+    text_columns: list[str] = Field(default_factory=lambda: ["text"])
+    label_column: str = "label"
+    task: Literal["multiclass", "binary", "multilabel"] = "multiclass"
+    label_separator: str = "|"  # splits multilabel cells ("cat|dog")
+    image_size: int = Field(64, ge=8, le=1024)  # images are resized to image_size × image_size
+    channels: Literal[1, 3] = 3
+    mean: list[float] | None = None  # per-channel normalisation; None → 0.5
+    std: list[float] | None = None  # None → 0.5
+    max_text_length: int = Field(32, ge=1)  # in tokens; longer texts are truncated
+    tokenizer: Literal["word", "bpe"] = "word"
+    vocab_size: int = Field(10000, ge=8)
+    min_frequency: int = Field(1, ge=1)
+    lowercase: bool = True
+    strip_punctuation: bool = True
+    val_fraction: float = Field(0.1, gt=0.0, lt=0.5)  # carved from train with the run seed
+    split_seed: int = 0
+    limit: int | None = Field(None, ge=1)  # keep at most this many training rows (quick experiments / tests)
+    test_limit: int | None = Field(None, ge=1)
+    on_error: Literal["raise", "skip"] = "raise"  # skip: bad rows are skipped and listed, never silently
+    options: dict[str, Any] = Field(default_factory=dict)  # dataset-specific options (e.g. pairs_per_image)
+    root: str | None = None  # folder holding a built-in dataset's files, when not at its default place
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+
+
+class ModelConfig(Section):
+    """The model is composed from registered components; sizes between them are derived at build time."""
+
+    image_encoder: SerializeAsAny[ComponentConfig] | None = None  # None: the data has no images
+    text_encoder: SerializeAsAny[ComponentConfig] | None = None  # None: the data has no text
+    fusion: SerializeAsAny[ComponentConfig]
+    head: SerializeAsAny[ComponentConfig] = Field(default_factory=lambda: HEADS.parse("mlp", "model.head"))
+
+    @field_validator("image_encoder", mode="before")
+    @classmethod
+    def _image(cls, v: Any) -> Any:
+        return None if v is None else IMAGE_ENCODERS.parse(v, "model.image_encoder")
+
+    @field_validator("text_encoder", mode="before")
+    @classmethod
+    def _text(cls, v: Any) -> Any:
+        return None if v is None else TEXT_ENCODERS.parse(v, "model.text_encoder")
+
+    @field_validator("fusion", mode="before")
+    @classmethod
+    def _fusion(cls, v: Any) -> Any:
+        return FUSIONS.parse(v, "model.fusion")
+
+    @field_validator("head", mode="before")
+    @classmethod
+    def _head(cls, v: Any) -> Any:
+        return HEADS.parse(v, "model.head")
+
+
+class TrainConfig(Section):
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(128, ge=1)
+    eval_batch_size: int = Field(512, ge=1)
+    optimizer: Literal["adam", "adamw"] = "adamw"
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    schedule: Literal["cosine", "constant"] = "cosine"
+    warmup_fraction: float = Field(0.05, ge=0, lt=1)  # of all steps, linear warm-up
+    grad_clip: float | None = Field(1.0, gt=0)  # max global grad norm; None = off
+    early_stopping_patience: int | None = Field(None, ge=1)  # epochs without val improvement
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    threads: int | None = Field(None, ge=1)  # torch intra-op threads; None = all cores (÷ processes)
+    device: str = "auto"  # auto | cpu | cuda
+    log_every: int = Field(20, ge=1)  # steps between TensorBoard train-loss points
+
+
+class ExperimentConfig(Section):
+    seed: int = 0
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+
+def _model_class_at(root: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
+    """The pydantic model that owns the field at `loc` (for listing valid keys)."""
+    cls: type[BaseModel] | None = root
+    for part in loc[:-1]:
+        if cls is None or not isinstance(part, str) or part not in cls.model_fields:
+            return None
+        annotation = cls.model_fields[part].annotation
+        cls = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    return cls
+
+
+def validate_config(raw: dict[str, Any], source: str = "config") -> ExperimentConfig:
+    """Validate a raw mapping into an ExperimentConfig; raise ConfigError naming every bad key."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(raw).__name__}")
+    try:
+        return ExperimentConfig.model_validate(raw)
+    except ConfigError as err:
+        raise ConfigError(f"{source}: {err}") from None
+    except ValidationError as err:
+        lines = []
+        for problem in err.errors():
+            key = ".".join(str(p) for p in problem["loc"])
+            if problem["type"] == "extra_forbidden":
+                owner = _model_class_at(ExperimentConfig, problem["loc"])
+                valid = ", ".join(owner.model_fields) if owner else "see the docs"
+                lines.append(f"unknown key '{key}'; valid keys here: {valid}")
+            elif problem["type"] == "missing":
+                lines.append(f"missing required key '{key}'")
+            else:
+                lines.append(f"'{key}': {problem['msg']} (got {problem.get('input')!r})")
+        raise ConfigError(f"{source}: " + "; ".join(lines)) from None
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`a.b=c` → (['a', 'b'], value parsed as YAML, so numbers, booleans, lists and null keep their types)."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}': expected the form key.path=value")
+    key, value = text.split("=", 1)
+    if not key.strip():
+        raise ConfigError(f"override '{text}': empty key")
+    return key.strip().split("."), yaml.safe_load(value) if value.strip() else ""
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str] | dict[str, Any]) -> dict[str, Any]:
+    """Return a copy of `raw` with dotted overrides applied (strings `a.b=c` or a {dotted_key: value} dict)."""
+    import copy
+
+    out = copy.deepcopy(raw)
+    items = (
+        [parse_override(o) for o in overrides]
+        if isinstance(overrides, list)
+        else [(k.split("."), v) for k, v in overrides.items()]
+    )
+    for path, value in items:
+        node = out
+        for part in path[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            elif not isinstance(child, dict):
+                raise ConfigError(f"override '{'.'.join(path)}': '{part}' is a value, not a section")
+            node = child
+        node[path[-1]] = value
+    return out
+
+
+def load_config(path: str | Path, overrides: list[str] | dict[str, Any] | None = None) -> ExperimentConfig:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"config file '{path}' does not exist") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file '{path}' is not valid YAML: {err}") from None
+    if overrides:
+        raw = apply_overrides(raw, overrides)
+    return validate_config(raw, source=str(path))
+
+
+def config_to_dict(cfg: ExperimentConfig) -> dict[str, Any]:
+    return cfg.model_dump(mode="json")
+
+
+def save_config(cfg: ExperimentConfig, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))

@@ -1,0 +1,17 @@
+"""Exception types. Every message names the file, row, column or key at fault and what was expected."""
+
+
+class VLFuseError(Exception):
+    """Base class for all vlfuse errors."""
+
+
+class ConfigError(VLFuseError):
+    """A configuration key is unknown, missing or has the wrong type or value."""
+
+
+class DataError(VLFuseError):
+    """A table, image or text value cannot be used (names the file / row / column and the expectation)."""
+
+
+class CheckpointError(VLFuseError):
+    """A checkpoint or run directory is missing, incomplete or incompatible."""

@@ -1,0 +1,60 @@
+"""Shared data types and the shape legend used across vlfuse.
+
+Shape legend:
+    B  batch size
+    C  image channels, H/W image height/width
+    N  number of image tokens (feature-map cells or patches)
+    L  number of text tokens (padded length)
+    D  feature width (encoder specific)
+    K  number of model outputs (classes, answers or labels)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class EncoderOutput:
+    """What every image or text encoder returns.
+
+    Attributes:
+        tokens: per-token features, (B, N, D_tok) for images or (B, L, D_tok) for text.
+        pooled: one vector per sample, (B, D).
+        mask: (B, N) or (B, L) bool, True where a token is real; None means all tokens are real.
+    """
+
+    tokens: Tensor
+    pooled: Tensor
+    mask: Tensor | None = None
+
+
+@dataclass
+class Batch:
+    """A collated batch of samples.
+
+    Attributes:
+        image: (B, C, H, W) float, normalised; None for text-only data.
+        text_ids: (B, L) long token ids, padded with the tokenizer's pad id; None for image-only data.
+        text_mask: (B, L) bool, True for real tokens.
+        label: (B,) long class ids (multiclass), (B,) float 0/1 (binary) or (B, K) float (multilabel); None at
+            prediction time.
+        index: (B,) long row numbers in the source split, to trace a prediction back to its row.
+    """
+
+    image: Tensor | None
+    text_ids: Tensor | None
+    text_mask: Tensor | None
+    label: Tensor | None = None
+    index: Tensor | None = None
+
+    def to(self, device: torch.device | str) -> Batch:
+        moved = {f.name: getattr(self, f.name) for f in fields(self)}
+        return Batch(**{k: (v.to(device, non_blocking=True) if isinstance(v, Tensor) else v) for k, v in moved.items()})
+
+    def __len__(self) -> int:
+        ref = self.image if self.image is not None else self.text_ids
+        return 0 if ref is None else ref.shape[0]

@@ -53,7 +53,7 @@ class DataConfig(Section):
     min_frequency: int = Field(1, ge=1)
     lowercase: bool = True
     strip_punctuation: bool = True
-    val_fraction: float = Field(0.1, gt=0.0, lt=0.5)  # carved from train with the run seed
+    val_fraction: float = Field(0.1, gt=0.0, lt=0.5)  # carved from train (grouped by image) with split_seed
     split_seed: int = 0
     limit: int | None = Field(None, ge=1)  # keep at most this many training rows (quick experiments / tests)
     test_limit: int | None = Field(None, ge=1)

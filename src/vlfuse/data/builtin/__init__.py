@@ -1,0 +1,42 @@
+"""Built-in datasets, by `data.name`: each loader turns one official split into a RawSplit."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from vlfuse.config import DataConfig
+from vlfuse.data.builtin import easy_vqa, fashion_mnist, fashion_mnist_pairs
+from vlfuse.data.dataset import RawSplit
+from vlfuse.errors import DataError
+
+Loader = Callable[[str, DataConfig], RawSplit]
+
+BUILTIN_DATASETS: dict[str, Loader] = {
+    easy_vqa.NAME: easy_vqa.load,
+    fashion_mnist.NAME: fashion_mnist.load,
+    fashion_mnist_pairs.NAME: fashion_mnist_pairs.load,
+}
+# data.options keys each built-in understands (with defaults); any other key is an error, not silently ignored.
+BUILTIN_OPTIONS: dict[str, dict[str, object]] = {
+    easy_vqa.NAME: {},
+    fashion_mnist.NAME: {},
+    fashion_mnist_pairs.NAME: dict(fashion_mnist_pairs.OPTIONS),
+}
+SPLITS = ("train", "test")
+
+
+def load_builtin(name: str, split: str, cfg: DataConfig) -> RawSplit:
+    """Load one split ("train" or "test") of a built-in dataset.
+
+    Raises:
+        DataError: unknown name / split, an unknown data.options key, or the dataset's files are unavailable.
+    """
+    if name not in BUILTIN_DATASETS:
+        raise DataError(f"unknown dataset {name!r}; built-in datasets: {', '.join(BUILTIN_DATASETS)} (or 'table')")
+    if split not in SPLITS:
+        raise DataError(f"{name}: unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+    unknown = sorted(set(cfg.options) - set(BUILTIN_OPTIONS[name]))
+    if unknown:
+        valid = ", ".join(BUILTIN_OPTIONS[name]) or "none"
+        raise DataError(f"data.options: unknown key(s) {', '.join(unknown)} for dataset {name!r}; valid keys: {valid}")
+    return BUILTIN_DATASETS[name](split, cfg)

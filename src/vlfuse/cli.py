@@ -1,0 +1,187 @@
+"""The `vlfuse` command line: train, evaluate, predict, list, data show."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from vlfuse.errors import VLFuseError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="vlfuse: vision-language fusion toolkit")
+data_app = typer.Typer(no_args_is_help=True, help="Inspect datasets.")
+app.add_typer(data_app, name="data")
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
+
+
+@app.command()
+def train(
+    config: Annotated[Path | None, typer.Argument(help="experiment YAML (omit with --resume)")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="override a key: --set train.epochs=3")] = None,
+    run_dir: Annotated[Path | None, typer.Option(help="where to write the run (default runs/<config>-<time>)")] = None,
+    resume: Annotated[Path | None, typer.Option(help="continue this run directory from its last checkpoint")] = None,
+    nproc: Annotated[int, typer.Option(help="processes (DistributedDataParallel via torchrun)")] = 1,
+    stop_after_epochs: Annotated[int | None, typer.Option(hidden=True)] = None,
+    verbose: bool = False,
+) -> None:
+    """Train a model; writes a run directory with metrics, plots, report and weights."""
+    from vlfuse.api import default_run_dir
+    from vlfuse.config import load_config
+    from vlfuse.train.distributed import launch
+    from vlfuse.train.experiment import train_experiment
+    from vlfuse.train.progress import ProgressBar
+
+    _setup_logging(verbose)
+    if resume is not None:
+        target = resume
+        cfg = load_config(resume / "config.yaml", set_ or None)
+    elif config is None:
+        raise typer.BadParameter("give a CONFIG file or --resume RUN")
+    else:
+        cfg = load_config(config, set_ or None)
+        target = run_dir or default_run_dir(config)
+    if nproc > 1 and "WORLD_SIZE" not in os.environ:
+        argv = ["train", *([str(config)] if config else []), "--run-dir", str(target)]
+        argv += [f"--set={s}" for s in set_ or []]
+        argv += ["--resume", str(resume)] if resume else []
+        argv += ["--stop-after-epochs", str(stop_after_epochs)] if stop_after_epochs else []
+        raise typer.Exit(launch(nproc, argv))
+    summary = train_experiment(
+        cfg, target, resume=resume is not None, stop_after_epochs=stop_after_epochs, callbacks=[ProgressBar()]
+    )
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    if not summary["complete"]:
+        console.print(f"stopped after epoch {summary['epochs']}; continue with: vlfuse train --resume {target}")
+        return
+    _print_metrics(summary["metrics"])
+    console.print(f"run directory: [bold]{target}[/bold]  (report: {target / 'report.md'})")
+
+
+def _print_metrics(metrics: dict[str, dict[str, float]]) -> None:
+    table = Table(title="metrics")
+    keys = sorted({k for m in metrics.values() for k in m})
+    table.add_column("split")
+    for k in keys:
+        table.add_column(k)
+    for split, values in metrics.items():
+        table.add_row(
+            split, *[f"{values[k]:.4f}" if isinstance(values.get(k), float) else str(values.get(k)) for k in keys]
+        )
+    console.print(table)
+
+
+@app.command()
+def evaluate(
+    run: Annotated[Path, typer.Argument(help="run directory")],
+    split: Annotated[str, typer.Option(help="train, val or test")] = "test",
+    json_: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Score a trained run on a split of its data."""
+    from vlfuse.api import load_run
+
+    metrics = load_run(run).evaluate(split)
+    if json_:
+        console.print_json(json.dumps(metrics))
+    else:
+        _print_metrics({split: metrics})
+
+
+@app.command()
+def predict(
+    run: Annotated[Path, typer.Argument(help="run directory")],
+    image: Annotated[Path | None, typer.Option(help="image file")] = None,
+    text: Annotated[str | None, typer.Option(help="text / question")] = None,
+    top_k: Annotated[int, typer.Option(help="how many labels to show")] = 3,
+    json_: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Top-k labels with probabilities for one image + text."""
+    from vlfuse.api import load_run
+
+    preds = load_run(run).predict(image=image, text=text, top_k=top_k)
+    if json_:
+        print(json.dumps([{"label": p.label, "probability": p.probability} for p in preds]))
+        return
+    table = Table(title=f"{image} | {text}")
+    table.add_column("label")
+    table.add_column("probability", justify="right")
+    for p in preds:
+        table.add_row(p.label, f"{p.probability:.4f}")
+    console.print(table)
+
+
+@app.command("list")
+def list_components() -> None:
+    """Registered encoders, fusions, heads and built-in datasets."""
+    from vlfuse.data.builtin import BUILTIN_DATASETS
+    from vlfuse.registry import FUSIONS, HEADS, IMAGE_ENCODERS, TEXT_ENCODERS
+
+    table = Table(title="vlfuse components")
+    table.add_column("kind")
+    table.add_column("names")
+    for reg in (IMAGE_ENCODERS, TEXT_ENCODERS, FUSIONS, HEADS):
+        table.add_row(reg.kind + "s", ", ".join(reg.names()))
+    table.add_row("built-in datasets", ", ".join(sorted(BUILTIN_DATASETS)))
+    console.print(table)
+
+
+@data_app.command("show")
+def data_show(
+    name: Annotated[str, typer.Argument(help="built-in dataset name, or a config YAML")],
+    set_: Annotated[list[str] | None, typer.Option("--set", help="override a data key: --set data.limit=100")] = None,
+    out: Annotated[Path, typer.Option(help="PNG grid of samples")] = Path("samples.png"),
+) -> None:
+    """Counts, label balance and a PNG grid of samples."""
+    from vlfuse.config import DataConfig, apply_overrides, load_config
+    from vlfuse.data.dataset import prepare_data
+    from vlfuse.data.show import save_sample_grid, summarize
+
+    if name.endswith((".yaml", ".yml")):
+        cfg = load_config(name, set_ or None)
+        data_cfg, seed = cfg.data, cfg.seed
+    else:
+        raw = apply_overrides({"data": {"name": name}}, set_ or [])
+        data_cfg, seed = DataConfig.model_validate(raw["data"]), 0
+    data = prepare_data(data_cfg, seed=seed)
+    summary = summarize(data)
+    console.print_json(json.dumps(summary, default=str))
+    save_sample_grid(data.train, data.label_names, out)
+    console.print(f"sample grid: {out}")
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except VLFuseError as err:
+        err_console.print(f"[red]error:[/red] {err}")
+        sys.exit(2)
+    except (ValueError, FileNotFoundError) as err:
+        err_console.print(f"[red]error:[/red] {err}")
+        sys.exit(2)
+    except typer.Exit as exit_:
+        sys.exit(exit_.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        sys.exit(130)
+    except Exception as err:  # click usage errors
+        import click
+
+        if isinstance(err, click.ClickException):
+            err.show()
+            sys.exit(err.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,19 @@
+"""Imports every component module so that the registries are complete once `vlfuse` is imported.
+
+Adding a component: create its file, then add its import line here.
+"""
+
+import vlfuse.encoders.image.cnn  # noqa: F401
+import vlfuse.encoders.image.seed_cnn  # noqa: F401
+import vlfuse.encoders.image.vit  # noqa: F401
+import vlfuse.encoders.text.bow  # noqa: F401
+import vlfuse.encoders.text.gru  # noqa: F401
+import vlfuse.encoders.text.seed_lstm  # noqa: F401
+import vlfuse.encoders.text.transformer  # noqa: F401
+import vlfuse.fusion.attention  # noqa: F401
+import vlfuse.fusion.concat  # noqa: F401
+import vlfuse.fusion.image_only  # noqa: F401
+import vlfuse.fusion.product  # noqa: F401
+import vlfuse.fusion.text_only  # noqa: F401
+import vlfuse.heads.linear  # noqa: F401
+import vlfuse.heads.mlp  # noqa: F401

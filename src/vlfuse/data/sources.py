@@ -1,0 +1,94 @@
+"""Where a split's rows come from (built-in or table), row limits, label checks and the by-image validation split."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from vlfuse.config import DataConfig
+from vlfuse.data.dataset import DataIssue, RawSplit, sample_rows
+from vlfuse.data.labels import format_names, unknown_labels
+from vlfuse.errors import DataError
+
+log = logging.getLogger(__name__)
+
+
+def load_source(cfg: DataConfig, which: str) -> RawSplit | None:
+    """The "train" or "test" rows named by `cfg`, with data.limit / data.test_limit applied; None: no test set."""
+    from vlfuse.data.builtin import BUILTIN_DATASETS, load_builtin
+    from vlfuse.data.tables import load_table_split
+
+    limit = cfg.limit if which == "train" else cfg.test_limit
+    if cfg.name == "table":
+        path = cfg.path if which == "train" else cfg.test_path
+        if path is None:
+            if which == "train":
+                raise DataError("data.path is required when data.name is 'table' (a CSV, JSONL or Parquet file)")
+            return None
+        return load_table_split(path, cfg, limit=limit, seed=cfg.split_seed)
+    if cfg.name not in BUILTIN_DATASETS:
+        raise DataError(f"unknown data.name {cfg.name!r}; expected 'table' or one of {', '.join(BUILTIN_DATASETS)}")
+    if cfg.path is not None or cfg.test_path is not None:
+        raise DataError(f"data.path / data.test_path are for data.name 'table'; the built-in {cfg.name!r} uses neither")
+    raw = load_builtin(cfg.name, which, cfg)
+    if limit is not None and limit < len(raw):
+        log.info("%s: using %d of its %d rows (limit)", raw.file, limit, len(raw))
+        groups = None if raw.image_index is None else raw.image_index.numpy()
+        raw = raw.select(sample_rows(len(raw), limit, cfg.split_seed, groups))
+    return raw
+
+
+def label_vocabulary_of(raw: RawSplit, task: str) -> list[str]:
+    from vlfuse.data.labels import label_vocabulary
+
+    if raw.labels is None:
+        raise DataError(f"{raw.file}: no labels (column '{raw.label_column}'); training needs labelled rows")
+    return label_vocabulary(raw.labels, task, known_order=raw.label_names, source=raw.file, column=raw.label_column)
+
+
+def check_known_labels(
+    raw: RawSplit, label_names: list[str], task: str, *, on_error: str, issues: list[DataIssue]
+) -> RawSplit:
+    """Raise (or, under skip, record in `issues` and drop) rows whose label was not seen in training."""
+    if raw.labels is None:
+        return raw
+    bad = unknown_labels(raw.labels, label_names, task)
+    if not bad:
+        return raw
+    known = format_names(label_names)
+    if on_error == "raise":
+        pos, name = bad[0]
+        raise DataError(
+            f"{raw.file}, row {raw.source_rows[pos]}, column '{raw.label_column}': label {name!r} was not seen in "
+            f"training; known labels: {known}"
+        )
+    new = [
+        DataIssue(raw.file, raw.source_rows[pos], raw.label_column, f"label {name!r} was not seen in training")
+        for pos, name in bad
+    ]
+    issues.extend(new)
+    log.warning("%s: skipping %d row(s) with labels not seen in training; first: %s", raw.file, len(new), new[0])
+    drop = {pos for pos, _ in bad}
+    if len(drop) == len(raw):
+        raise DataError(f"{raw.file}: no row has a label seen in training; known labels: {known}")
+    return raw.select([i for i in range(len(raw)) if i not in drop])
+
+
+def split_by_image(raw: RawSplit, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row positions (train, val): whole images go to validation until about `val_fraction` of the rows are there.
+
+    Rows sharing an image (several questions per image) never straddle the split; rows without images are
+    split individually.
+    """
+    n = len(raw)
+    groups = raw.image_index.numpy() if raw.image_index is not None else np.arange(n)  # (N,)
+    ids, counts = np.unique(groups, return_counts=True)
+    if len(ids) < 2:
+        raise DataError(f"{raw.file}: cannot carve a validation split from a single image; expected at least two")
+    order = np.random.default_rng(seed).permutation(len(ids))
+    cumulative = np.cumsum(counts[order])
+    k = int(np.argmin(np.abs(cumulative - val_fraction * n))) + 1
+    k = min(max(k, 1), len(ids) - 1)
+    val_mask = np.isin(groups, ids[order[:k]])
+    return np.flatnonzero(~val_mask), np.flatnonzero(val_mask)

@@ -1,0 +1,236 @@
+"""User tables (CSV / TSV / JSONL / JSON / Parquet or a pandas DataFrame) → a validated `RawSplit`.
+
+Row numbers in messages are 1-based data rows (the first row after a CSV header is row 1).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from vlfuse.config import DataConfig
+from vlfuse.data.dataset import DataIssue, RawSplit, sample_rows
+from vlfuse.data.images import load_images
+from vlfuse.errors import DataError
+
+log = logging.getLogger(__name__)
+
+_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet"}
+_FORMATS[".pq"] = "parquet"
+_COMPRESSION = (".gz", ".bz2", ".xz", ".zst", ".zip")
+DATAFRAME = "<DataFrame>"
+
+
+def table_format(path: Path) -> str:
+    """The reader for a table path, from its extension (a compression suffix such as .gz is looked through)."""
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] in _COMPRESSION:
+        suffixes = suffixes[:-1]
+    fmt = _FORMATS.get(suffixes[-1]) if suffixes else None
+    if fmt is None or (fmt == "parquet" and path.suffix.lower() in _COMPRESSION):
+        raise DataError(
+            f"table '{path}' has an unknown extension '{''.join(path.suffixes) or '(none)'}'; expected one of "
+            f"{', '.join(sorted(_FORMATS))} (CSV/TSV/JSONL may add .gz, .bz2, .xz, .zst or .zip)"
+        )
+    return fmt
+
+
+def read_table(source: str | Path | pd.DataFrame) -> pd.DataFrame:
+    """Read a table file (or copy a DataFrame) into a DataFrame with a fresh 0-based index.
+
+    CSV/TSV cells are read as strings (only empty cells count as missing), so texts like "NA" survive.
+
+    Raises:
+        DataError: missing file, unknown extension, unreadable/malformed content.
+    """
+    if isinstance(source, pd.DataFrame):
+        return source.reset_index(drop=True)
+    path = Path(source)
+    fmt = table_format(path)
+    if not path.is_file():
+        what = "is a folder, not a file" if path.is_dir() else "does not exist"
+        raise DataError(f"table file '{path}' {what}; expected a {fmt.upper()} file")
+    try:
+        if fmt in ("csv", "tsv"):
+            df = pd.read_csv(path, sep="," if fmt == "csv" else "\t", dtype=str, keep_default_na=False, na_values=[""])
+        elif fmt == "jsonl":
+            df = pd.read_json(path, lines=True, dtype=False)
+        elif fmt == "json":
+            df = pd.read_json(path, orient="records", dtype=False)
+        else:
+            df = pd.read_parquet(path)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"table file '{path}' is empty; expected a header row and data rows") from None
+    except Exception as err:  # pandas / pyarrow raise many types for malformed input
+        raise DataError(f"table file '{path}' cannot be read as {fmt.upper()}: {type(err).__name__}: {err}") from None
+    return df.reset_index(drop=True)
+
+
+def check_columns(df: pd.DataFrame, required: Sequence[str], file: str) -> None:
+    """Raise DataError listing the missing and the available columns."""
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        available = ", ".join(repr(str(c)) for c in df.columns) or "(none)"
+        raise DataError(
+            f"table '{file}' lacks the column(s) {', '.join(repr(c) for c in missing)}; available columns: {available}"
+        )
+
+
+def _is_missing(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    return value is pd.NA or value is pd.NaT
+
+
+def _cell_text(value: Any) -> str | None:
+    """A cell as a stripped string; None when missing or blank. Integral floats print without '.0'."""
+    if _is_missing(value):
+        return None
+    if isinstance(value, float | np.floating) and float(value).is_integer():
+        value = int(value)
+    text = str(value).strip()
+    return text or None
+
+
+def _cell_labels(value: Any, separator: str) -> list[str] | None:
+    """A multilabel cell ("cat|dog" or a JSON/Parquet list) → distinct names in order; None when empty."""
+    if isinstance(value, list | tuple | np.ndarray):
+        parts = [_cell_text(v) for v in value]
+    else:
+        text = _cell_text(value)
+        parts = [] if text is None else [p.strip() for p in text.split(separator)]
+    names = list(dict.fromkeys(p for p in parts if p))
+    return names or None
+
+
+def table_to_raw(
+    df: pd.DataFrame,
+    cfg: DataConfig,
+    *,
+    file: str,
+    base_dir: str | Path,
+    with_labels: bool = True,
+) -> RawSplit:
+    """Validate rows and decode images (each distinct resolved path once).
+
+    Row numbers come from the DataFrame index (0-based positions in the source) + 1.
+
+    Raises:
+        DataError: a missing column, or (on_error=raise) the first bad row, naming file / row / column.
+    """
+    image_col = cfg.image_column or None
+    text_cols = list(cfg.text_columns)
+    label_col = cfg.label_column if with_labels else None
+    check_columns(df, [c for c in [image_col, *text_cols, label_col] if c], file)
+    if len(df) == 0:
+        raise DataError(f"table '{file}' has no data rows")
+    row_numbers = [int(i) + 1 for i in df.index]
+    problems: dict[int, tuple[str, str]] = {}  # position -> (column, message), first problem per row
+
+    paths: list[str | None] = []
+    if image_col:
+        for pos, value in enumerate(df[image_col].tolist()):
+            text = _cell_text(value)
+            if text is None:
+                problems[pos] = (image_col, "empty image path; expected a path to an image file")
+                paths.append(None)
+            else:
+                paths.append(os.path.normpath(os.path.join(base_dir, os.path.expanduser(text))))
+    texts: list[list[str]] | None = [[] for _ in range(len(df))] if text_cols else None
+    for col in text_cols:
+        for pos, value in enumerate(df[col].tolist()):
+            text = _cell_text(value)
+            if text is None:
+                problems.setdefault(pos, (col, "empty text; expected a non-empty string"))
+            texts[pos].append(text or "")  # type: ignore[index]
+    labels: list | None = None
+    if label_col:
+        multilabel = cfg.task == "multilabel"
+        labels = []
+        for pos, value in enumerate(df[label_col].tolist()):
+            label = _cell_labels(value, cfg.label_separator) if multilabel else _cell_text(value)
+            if label is None:
+                problems.setdefault(pos, (label_col, "missing label; expected a non-empty label value"))
+            labels.append(label)
+
+    images = image_index = None
+    sources: list[str] = []
+    if image_col:
+        stop = len(df) if cfg.on_error == "skip" or not problems else min(problems) + 1  # raise: decode up to it
+        todo = list(dict.fromkeys(p for p in paths[:stop] if p is not None))
+        decoded, errors = load_images(todo, size=cfg.image_size, channels=cfg.channels)  # (U, C, S, S)
+        slot = {p: i for i, p in enumerate(todo)}
+        for pos in range(stop):
+            p = paths[pos]
+            if p is not None and slot[p] in errors:
+                problems[pos] = (image_col, str(errors[slot[p]]))  # the image comes first in a row
+    issues = []
+    for pos in sorted(problems):
+        column, message = problems[pos]
+        if cfg.on_error == "raise":
+            raise DataError(f"{file}, row {row_numbers[pos]}, column '{column}': {message}")
+        issues.append(DataIssue(file, row_numbers[pos], column, message))
+    keep = [pos for pos in range(len(df)) if pos not in problems]
+    if issues:
+        log.warning("%s: skipping %d of %d rows (on_error=skip); first: %s", file, len(issues), len(df), issues[0])
+    if not keep:
+        raise DataError(f"table '{file}': all {len(df)} rows are bad; first problem: {issues[0]}")
+    if image_col:
+        used = list(dict.fromkeys(paths[pos] for pos in keep))
+        where = {p: i for i, p in enumerate(used)}
+        images = decoded[torch.tensor([slot[p] for p in used])]  # (M, C, S, S)
+        image_index = torch.tensor([where[paths[pos]] for pos in keep], dtype=torch.long)  # (N,)
+        sources = [p for p in used if p is not None]
+    return RawSplit(
+        file=file,
+        images=images,
+        image_index=image_index,
+        texts=None if texts is None else [texts[pos] for pos in keep],
+        labels=None if labels is None else [labels[pos] for pos in keep],
+        image_sources=sources,
+        source_rows=[row_numbers[pos] for pos in keep],
+        text_columns=text_cols,
+        label_column=label_col or "",
+        issues=issues,
+    )
+
+
+def load_table_split(
+    source: str | Path | pd.DataFrame,
+    cfg: DataConfig,
+    *,
+    base_dir: str | Path | None = None,
+    limit: int | None = None,
+    seed: int = 0,
+    with_labels: bool = True,
+) -> RawSplit:
+    """Read a table and turn it into a RawSplit.
+
+    Args:
+        source: table path or DataFrame.
+        cfg: the data config (columns, image size / channels, task, on_error).
+        base_dir: folder that relative image paths resolve against; default: the table's folder, or the current
+            directory for a DataFrame.
+        limit: keep at most this many rows, a random sample (by `seed`) kept in table order, chosen before decoding.
+        with_labels: False to read a table without a label column (prediction).
+    """
+    df = read_table(source)
+    if isinstance(source, pd.DataFrame):
+        file, folder = DATAFRAME, Path(base_dir) if base_dir is not None else Path.cwd()
+    else:
+        file, folder = str(source), Path(base_dir) if base_dir is not None else Path(source).parent
+    if limit is not None and limit < len(df):
+        groups = df[cfg.image_column].astype(str).to_numpy() if cfg.image_column in df.columns else None
+        df = df.iloc[sample_rows(len(df), limit, seed, groups)]
+        log.info("%s: using %d of its rows (limit)", file, limit)
+    return table_to_raw(df, cfg, file=file, base_dir=os.path.abspath(folder), with_labels=with_labels)

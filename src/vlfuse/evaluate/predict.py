@@ -1,0 +1,40 @@
+"""Run a trained model over a whole split and score it."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from vlfuse.data.dataset import SplitData
+from vlfuse.data.loader import BatchLoader
+from vlfuse.data.transforms import ImagePreprocessor
+from vlfuse.tasks import Task
+
+
+@torch.inference_mode()
+def predict_logits(
+    model: nn.Module, split: SplitData, preprocess: ImagePreprocessor, *, batch_size: int, device: torch.device
+) -> Tensor:
+    """Logits for every row of `split`, in row order: (N, K)."""
+    was_training = model.training
+    model.eval()
+    loader = BatchLoader(split, preprocess, batch_size=batch_size, shuffle=False)
+    chunks = [model(batch.to(device)).float().cpu() for batch in loader]  # each (B, K)
+    model.train(was_training)
+    return torch.cat(chunks)  # (N, K)
+
+
+def evaluate_split(
+    model: nn.Module,
+    split: SplitData,
+    task: Task,
+    preprocess: ImagePreprocessor,
+    *,
+    batch_size: int,
+    device: torch.device,
+) -> tuple[dict[str, float], Tensor]:
+    """Task metrics on `split` plus its logits (N, K)."""
+    logits = predict_logits(model, split, preprocess, batch_size=batch_size, device=device)
+    metrics = task.metrics(logits, split.labels)
+    metrics["samples"] = len(split)
+    return metrics, logits

@@ -1,0 +1,232 @@
+"""A model-agnostic training loop: optimizer, warm-up + cosine schedule, clipping, validation, early stopping,
+atomic checkpoints, exact resume, metrics.jsonl + TensorBoard, and a small callback API.
+
+The trainer knows nothing about the model or task: it receives a `loss_fn(model, batch) -> loss` and an
+`evaluate_fn(model) -> metrics` and maximises `metrics[monitor]`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from vlfuse.config import TrainConfig
+from vlfuse.train.checkpoint import load_training_state, save_model_weights, save_training_state
+from vlfuse.train.distributed import DistContext
+from vlfuse.types import Batch
+
+log = logging.getLogger(__name__)
+
+LAST_CHECKPOINT = "checkpoints/last.safetensors"
+BEST_WEIGHTS = "model.safetensors"
+
+
+class Callback:
+    """Hooks into the loop; every method is optional."""
+
+    def on_train_start(self, trainer: Trainer) -> None: ...
+    def on_step_end(self, trainer: Trainer, loss: float, batch_size: int) -> None: ...
+    def on_epoch_end(self, trainer: Trainer, record: dict[str, Any]) -> None: ...
+    def on_train_end(self, trainer: Trainer) -> None: ...
+
+
+@dataclass
+class TrainerState:
+    epoch: int = 0  # epochs completed
+    step: int = 0  # optimizer steps taken
+    best_metric: float = -math.inf
+    best_epoch: int = -1
+    epochs_without_improvement: int = 0
+    stopped_early: bool = False
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int):
+    warmup = int(cfg.warmup_fraction * total_steps)
+
+    def factor(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        if cfg.schedule == "constant":
+            return 1.0
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+class Trainer:
+    def __init__(
+        self,
+        *,
+        model: nn.Module,
+        train_loader: Iterable[Batch],
+        loss_fn: Callable[[nn.Module, Batch], torch.Tensor],
+        evaluate_fn: Callable[[nn.Module], dict[str, float]],
+        monitor: str,
+        cfg: TrainConfig,
+        run_dir: Path,
+        device: torch.device,
+        dist_ctx: DistContext | None = None,
+        callbacks: list[Callback] | None = None,
+    ) -> None:
+        self.model = model
+        self.train_loader = train_loader
+        self.loss_fn = loss_fn
+        self.evaluate_fn = evaluate_fn
+        self.monitor = monitor
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.device = device
+        self.dist = dist_ctx or DistContext()
+        self.callbacks = callbacks or []
+        self.state = TrainerState()
+        self.total_steps = cfg.epochs * len(train_loader)  # type: ignore[arg-type]
+        self.optimizer = build_optimizer(model, cfg)
+        self.scheduler = build_scheduler(self.optimizer, cfg, self.total_steps)
+        self.wrapped = model
+        if self.dist.enabled:
+            ids = [device.index] if device.type == "cuda" else None
+            self.wrapped = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+    # ------------------------------------------------------------------ state
+    def resume(self) -> None:
+        path = self.run_dir / LAST_CHECKPOINT
+        raw = load_training_state(path, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler)
+        self.state = TrainerState(**raw)
+        log.info("resumed from %s at epoch %d (step %d)", path, self.state.epoch, self.state.step)
+
+    def _save(self, improved: bool) -> None:
+        if not self.dist.is_main:
+            return
+        if improved:
+            save_model_weights(self.model, self.run_dir / BEST_WEIGHTS, {"epoch": str(self.state.epoch)})
+        save_training_state(
+            self.run_dir / LAST_CHECKPOINT,
+            model=self.model,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            trainer_state=self.state.__dict__,
+        )
+
+    # ------------------------------------------------------------------ loop
+    def fit(self, *, stop_after_epochs: int | None = None) -> TrainerState:
+        """Train until cfg.epochs (or early stop). `stop_after_epochs` ends this call early, as an interruption
+        would, leaving a resumable run."""
+        for cb in self.callbacks:
+            cb.on_train_start(self)
+        epochs_this_call = 0
+        while self.state.epoch < self.cfg.epochs and not self.state.stopped_early:
+            record = self._train_epoch()
+            metrics = self.evaluate_fn(self.model) if self.dist.is_main else {}
+            record.update({f"val_{k}": v for k, v in metrics.items()})
+            self.state.epoch += 1
+            record["epoch"] = self.state.epoch
+            improved = self._update_early_stopping(metrics)
+            self.state.history.append(record)
+            self._save(improved)
+            for cb in self.callbacks:
+                cb.on_epoch_end(self, record)
+            epochs_this_call += 1
+            if stop_after_epochs is not None and epochs_this_call >= stop_after_epochs:
+                break
+        self.dist.barrier()
+        for cb in self.callbacks:
+            cb.on_train_end(self)
+        return self.state
+
+    def _update_early_stopping(self, metrics: dict[str, float]) -> bool:
+        improved = False
+        if self.dist.is_main:
+            value = metrics[self.monitor]
+            improved = value > self.state.best_metric
+            if improved:
+                self.state.best_metric, self.state.best_epoch = value, self.state.epoch
+                self.state.epochs_without_improvement = 0
+            else:
+                self.state.epochs_without_improvement += 1
+            patience = self.cfg.early_stopping_patience
+            self.state.stopped_early = patience is not None and self.state.epochs_without_improvement >= patience
+        self.state.stopped_early = self.dist.broadcast_flag(self.state.stopped_early)
+        return improved
+
+    def _train_epoch(self) -> dict[str, Any]:
+        self.model.train()
+        self.train_loader.set_epoch(self.state.epoch)  # type: ignore[attr-defined]
+        total_loss = torch.zeros(2)  # (sum of loss × samples, samples)
+        start = time.perf_counter()
+        for batch in self.train_loader:
+            batch = batch.to(self.device)
+            loss = self.loss_fn(self.wrapped, batch)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss became {loss.item()} at step {self.state.step}; lower train.lr")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.cfg.grad_clip:
+                nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+            self.optimizer.step()
+            self.scheduler.step()
+            self.state.step += 1
+            n = len(batch)
+            total_loss += torch.tensor([loss.item() * n, n])
+            for cb in self.callbacks:
+                cb.on_step_end(self, loss.item(), n * self.dist.world_size)
+        elapsed = time.perf_counter() - start
+        total_loss = self.dist.all_reduce_sum(total_loss)
+        return {
+            "step": self.state.step,
+            "train_loss": float(total_loss[0] / total_loss[1]),
+            "lr": self.scheduler.get_last_lr()[0],
+            "train_seconds": elapsed,
+            "train_samples_per_s": float(total_loss[1]) / elapsed,
+        }
+
+
+class MetricsLogger(Callback):
+    """Appends one JSON line per epoch to metrics.jsonl and writes TensorBoard events beside it."""
+
+    def __init__(self, run_dir: Path, log_every: int) -> None:
+        self.run_dir = Path(run_dir)
+        self.log_every = log_every
+        self.writer = None
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        if trainer.dist.is_main and self.writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.run_dir / "tensorboard"))
+
+    def on_step_end(self, trainer: Trainer, loss: float, batch_size: int) -> None:
+        if self.writer is not None and trainer.state.step % self.log_every == 0:
+            self.writer.add_scalar("train/loss_step", loss, trainer.state.step)
+
+    def on_epoch_end(self, trainer: Trainer, record: dict[str, Any]) -> None:
+        if not trainer.dist.is_main:
+            return
+        with open(self.run_dir / "metrics.jsonl", "a") as fh:
+            fh.write(json.dumps(record) + "\n")
+        for key, value in record.items():
+            if isinstance(value, (int, float)) and key not in ("epoch", "step"):
+                self.writer.add_scalar(key.replace("_", "/", 1), value, record["epoch"])
+        self.writer.flush()
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None

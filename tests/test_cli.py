@@ -1,0 +1,89 @@
+"""The `vlfuse` command line, end to end on a tiny easy-VQA subset (real subprocesses)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+
+def vlfuse(*args, cwd=None, timeout=300):
+    return subprocess.run(
+        [sys.executable, "-m", "vlfuse.cli", *map(str, args)], capture_output=True, text=True, timeout=timeout, cwd=cwd
+    )
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    from conftest import TINY_VQA
+
+    tmp = tmp_path_factory.mktemp("cli")
+    config = tmp / "tiny.yaml"
+    config.write_text(yaml.safe_dump(TINY_VQA))
+    run = tmp / "run"
+    proc = vlfuse("train", config, "--run-dir", run, "--set", "train.epochs=1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "test" in proc.stdout and "accuracy" in proc.stdout
+    return run
+
+
+def test_train_writes_run(trained_run):
+    metrics = json.loads((trained_run / "test_metrics.json").read_text())
+    assert metrics["test"]["samples"] > 0
+    assert yaml.safe_load((trained_run / "config.yaml").read_text())["train"]["epochs"] == 1
+
+
+def test_evaluate_matches_training_metrics(trained_run):
+    proc = vlfuse("evaluate", trained_run, "--split", "test", "--json")
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout)
+    expected = json.loads((trained_run / "test_metrics.json").read_text())["test"]
+    assert got["accuracy"] == pytest.approx(expected["accuracy"])
+
+
+def test_predict_json_top_k(trained_run):
+    from easy_vqa import get_test_image_paths
+
+    image = get_test_image_paths()[0]
+    proc = vlfuse(
+        "predict", trained_run, "--image", image, "--text", "what shape is in the image?", "--top-k", "4", "--json"
+    )
+    assert proc.returncode == 0, proc.stderr
+    preds = json.loads(proc.stdout)
+    assert len(preds) == 4
+    probs = [p["probability"] for p in preds]
+    assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1.0 + 1e-6
+    labels = json.loads((trained_run / "labels.json").read_text())["label_names"]
+    assert all(p["label"] in labels for p in preds)
+
+
+def test_predict_missing_image_is_clear(trained_run, tmp_path):
+    proc = vlfuse("predict", trained_run, "--image", tmp_path / "nope.png", "--text", "what color?")
+    assert proc.returncode == 2
+    assert "nope.png" in proc.stderr
+
+
+def test_train_unknown_key_is_clear(tmp_path):
+    from conftest import TINY_VQA
+
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({**TINY_VQA, "trian": {}}))
+    proc = vlfuse("train", config)
+    assert proc.returncode == 2
+    assert "unknown key 'trian'" in proc.stderr
+
+
+def test_list_shows_registries():
+    proc = vlfuse("list")
+    assert proc.returncode == 0
+    for name in ("seed_cnn", "vit", "seed_lstm", "transformer", "product", "attention", "easy-vqa"):
+        assert name in proc.stdout
+
+
+def test_data_show_writes_grid(tmp_path):
+    out = tmp_path / "grid.png"
+    proc = vlfuse("data", "show", "easy-vqa", "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    assert out.stat().st_size > 1000
+    assert "38575" in proc.stdout.replace(",", "") or "34720" in proc.stdout.replace(",", "")

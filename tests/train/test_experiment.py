@@ -1,0 +1,107 @@
+"""End-to-end training on a tiny easy-VQA subset: run directory contents, exact resume, determinism."""
+
+import json
+
+import pytest
+
+from vlfuse.config import validate_config
+from vlfuse.train.experiment import train_experiment
+
+
+def _final(run_dir):
+    return json.loads((run_dir / "test_metrics.json").read_text())
+
+
+def test_run_directory_has_everything(tmp_path, tiny_config):
+    run = tmp_path / "run"
+    summary = train_experiment(validate_config(tiny_config), run)
+    assert summary["complete"]
+    for name in (
+        "config.yaml",
+        "labels.json",
+        "tokenizer.json",
+        "model.safetensors",
+        "checkpoints/last.safetensors",
+        "metrics.jsonl",
+        "test_metrics.json",
+        "report.md",
+        "plots/learning_curves.png",
+        "plots/confusion_test.png",
+        "run.json",
+        "data_issues.json",
+    ):
+        assert (run / name).is_file(), name
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == [1, 2]
+    assert all(r["train_samples_per_s"] > 0 and "val_accuracy" in r for r in lines)
+    report = (run / "report.md").read_text()
+    assert "plots/confusion_test.png" in report and "No rows were skipped" in report
+    assert 0.0 <= _final(run)["test"]["accuracy"] <= 1.0
+
+
+def test_resume_gives_same_final_metrics_as_uninterrupted(tmp_path, tiny_config):
+    cfg = validate_config(tiny_config)
+    full = tmp_path / "full"
+    train_experiment(cfg, full)
+    part = tmp_path / "part"
+    first = train_experiment(cfg, part, stop_after_epochs=1)
+    assert not first["complete"] and not (part / "test_metrics.json").exists()
+    train_experiment(cfg, part, resume=True)
+    assert _final(part) == _final(full)
+    history_full = [json.loads(x) for x in (full / "metrics.jsonl").read_text().splitlines()]
+    history_part = [json.loads(x) for x in (part / "metrics.jsonl").read_text().splitlines()]
+    strip = lambda rows: [{k: v for k, v in r.items() if "seconds" not in k and "per_s" not in k} for r in rows]  # noqa: E731
+    assert strip(history_part) == strip(history_full)
+
+
+def test_early_stopping_stops(tmp_path, tiny_config):
+    tiny_config["train"].update(epochs=6, early_stopping_patience=1, lr=1e-9, warmup_fraction=0.0)
+    summary = train_experiment(validate_config(tiny_config), tmp_path / "run")
+    assert summary["stopped_early"] and summary["epochs"] < 6
+
+
+def test_skipped_rows_are_listed_in_report(tmp_path, tiny_table):
+    cfg = validate_config(tiny_table(bad_rows=True))
+    summary = train_experiment(cfg, tmp_path / "run")
+    assert summary["complete"]
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "row(s) were skipped" in report and "missing.png" in report
+    issues = json.loads((tmp_path / "run" / "data_issues.json").read_text())
+    assert len(issues) == 2
+
+
+@pytest.fixture
+def tiny_table(tmp_path):
+    """A CSV table of coloured squares/circles with questions, optionally with two bad rows."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    def make(bad_rows: bool = False):
+        rng = np.random.default_rng(0)
+        rows = []
+        for i in range(60):
+            colour = ["red", "blue"][i % 2]
+            img = Image.new("RGB", (32, 32), "white")
+            ImageDraw.Draw(img).rectangle([8, 8, 24, 24], fill=colour)
+            img.save(tmp_path / f"img{i}.png")
+            rows.append({"image": f"img{i}.png", "text": "what color is it", "label": colour})
+        if bad_rows:
+            rows.append({"image": "missing.png", "text": "what color", "label": "red"})
+            rows.append({"image": "img0.png", "text": "", "label": "red"})
+        rng.shuffle(rows)
+        import pandas as pd
+
+        pd.DataFrame(rows).to_csv(tmp_path / "table.csv", index=False)
+        return {
+            "data": {"name": "table", "path": str(tmp_path / "table.csv"), "image_size": 32, "on_error": "skip"},
+            "model": {
+                "image_encoder": {"name": "cnn", "channels": [8]},
+                "text_encoder": {"name": "bow"},
+                "fusion": {"name": "concat"},
+                "head": {"name": "linear"},
+            },
+            "train": {"epochs": 1, "batch_size": 16, "threads": 1},
+        }
+
+    return make

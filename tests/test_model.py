@@ -101,6 +101,16 @@ def test_default_head_and_count_parameters():
     assert count_parameters(model, trainable_only=False) == total
 
 
+def test_rows_sharing_images_match_one_image_per_row():
+    model = build_model(model_config("cnn", "gru", "attention"), num_outputs=3, **SIZES).eval()
+    batch = random_batch(6)
+    image_index = torch.tensor([0, 2, 2, 1, 0, 2])
+    shared = Batch(batch.image[:3], batch.text_ids, batch.text_mask, image_index=image_index)
+    per_row = Batch(batch.image[:3][image_index], batch.text_ids, batch.text_mask)
+    with torch.no_grad():
+        torch.testing.assert_close(model(shared), model(per_row))
+
+
 def xor_data(n: int, g: torch.Generator) -> Batch:
     """Label = (blob polarity in the image) XOR (key token 2 rather than 1 somewhere in the text)."""
     polarity = torch.randint(0, 2, (n,), generator=g)

@@ -96,6 +96,8 @@ class TrainConfig(Section):
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(128, ge=1)
     eval_batch_size: int = Field(512, ge=1)
+    group_by_image: bool = False  # build batches from whole image groups (rows sharing an image, as in VQA), so
+    # each distinct image is encoded once per batch: ~rows-per-image× less image-tower work
     optimizer: Literal["adam", "adamw"] = "adamw"
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)

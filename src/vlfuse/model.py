@@ -7,7 +7,7 @@ from torch import Tensor, nn
 from vlfuse.config import ModelConfig
 from vlfuse.errors import ConfigError
 from vlfuse.registry import FUSIONS, HEADS, IMAGE_ENCODERS, TEXT_ENCODERS
-from vlfuse.types import Batch
+from vlfuse.types import Batch, EncoderOutput
 
 
 class MultimodalModel(nn.Module):
@@ -34,13 +34,21 @@ class MultimodalModel(nn.Module):
         if self.image_encoder is not None:
             if batch.image is None:
                 raise ValueError("the model has an image encoder but the batch has no images")
-            image = self.image_encoder(batch.image)
+            image = self.image_encoder(batch.image)  # per distinct image: tokens (U, N, D), pooled (U, D)
+            if batch.image_index is not None:
+                image = gather_rows(image, batch.image_index)  # tokens (B, N, D), pooled (B, D)
         if self.text_encoder is not None:
             if batch.text_ids is None:
                 raise ValueError("the model has a text encoder but the batch has no text")
             text = self.text_encoder(batch.text_ids, batch.text_mask)
         fused = self.fusion(image, text)  # (B, F)
         return self.head(fused)  # (B, K)
+
+
+def gather_rows(out: EncoderOutput, index: Tensor) -> EncoderOutput:
+    """Expand per-image encoder outputs to per-row outputs: row b gets image index[b]."""
+    mask = out.mask[index] if out.mask is not None else None
+    return EncoderOutput(tokens=out.tokens[index], pooled=out.pooled[index], mask=mask)
 
 
 def build_model(

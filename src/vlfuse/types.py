@@ -37,12 +37,14 @@ class Batch:
     """A collated batch of samples.
 
     Attributes:
-        image: (B, C, H, W) float, normalised; None for text-only data.
+        image: (B, C, H, W) float, normalised, one per row; or (U, C, H, W) holding each distinct image of the batch
+            once when `image_index` is given; None for text-only data.
         text_ids: (B, L) long token ids, padded with the tokenizer's pad id; None for image-only data.
         text_mask: (B, L) bool, True for real tokens.
         label: (B,) long class ids (multiclass), (B,) float 0/1 (binary) or (B, K) float (multilabel); None at
             prediction time.
         index: (B,) long row numbers in the source split, to trace a prediction back to its row.
+        image_index: (B,) long, row → position in `image` when rows share images; None means one image per row.
     """
 
     image: Tensor | None
@@ -50,11 +52,14 @@ class Batch:
     text_mask: Tensor | None
     label: Tensor | None = None
     index: Tensor | None = None
+    image_index: Tensor | None = None
 
     def to(self, device: torch.device | str) -> Batch:
         moved = {f.name: getattr(self, f.name) for f in fields(self)}
         return Batch(**{k: (v.to(device, non_blocking=True) if isinstance(v, Tensor) else v) for k, v in moved.items()})
 
     def __len__(self) -> int:
-        ref = self.image if self.image is not None else self.text_ids
-        return 0 if ref is None else ref.shape[0]
+        for ref in (self.image_index, self.text_ids, self.label, self.index, self.image):
+            if ref is not None:
+                return ref.shape[0]
+        return 0

@@ -18,10 +18,16 @@ def predict_logits(
     """Logits for every row of `split`, in row order: (N, K)."""
     was_training = model.training
     model.eval()
-    loader = BatchLoader(split, preprocess, batch_size=batch_size, shuffle=False)
-    chunks = [model(batch.to(device)).float().cpu() for batch in loader]  # each (B, K)
+    # grouped by image so that each distinct image is encoded once; logits are put back in row order
+    loader = BatchLoader(split, preprocess, batch_size=batch_size, shuffle=False, group_by_image=True)
+    logits: Tensor | None = None
+    for batch in loader:
+        out = model(batch.to(device)).float().cpu()  # (B, K)
+        if logits is None:
+            logits = torch.empty(len(split), out.shape[1])  # (N, K)
+        logits[batch.index] = out
     model.train(was_training)
-    return torch.cat(chunks)  # (N, K)
+    return logits
 
 
 def evaluate_split(

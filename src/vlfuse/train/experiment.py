@@ -99,7 +99,7 @@ def train_experiment(
         eval_prep = ImagePreprocessor(cfg.data, augment=False)
         loader = BatchLoader(
             data.train, train_prep, batch_size=cfg.train.batch_size, shuffle=True, seed=cfg.seed,
-            rank=dist_ctx.rank, world_size=dist_ctx.world_size, drop_last=True,
+            rank=dist_ctx.rank, world_size=dist_ctx.world_size, drop_last=True, group_by_image=cfg.train.group_by_image,
         )  # fmt: skip
 
         def loss_fn(m: torch.nn.Module, batch) -> torch.Tensor:

@@ -1,0 +1,28 @@
+# Two entry points for a fresh machine:  `make main` (set up + train/evaluate the default config on easy-VQA)
+# and `make test` (set up + run the test suite). Both are idempotent.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup main test test-slow bench
+
+$(BIN)/vlfuse: pyproject.toml
+	@[ -d /usr/share/datasets/fashion-mnist ] || { $(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null; }
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e ".[dev]"
+	@touch $@
+
+setup: $(BIN)/vlfuse
+
+main: setup
+	$(BIN)/vlfuse train configs/easy_vqa.yaml --run-dir runs/main
+
+test: setup
+	$(BIN)/python -m pytest
+
+test-slow: setup
+	$(BIN)/python -m pytest -m slow

@@ -37,7 +37,7 @@ def main() -> None:
     cfg = load_config(args.config)
     data = prepare_data(cfg.data, seed=cfg.seed)
     loader = BatchLoader(data.train, ImagePreprocessor(cfg.data, augment=True), batch_size=cfg.train.batch_size,
-                         shuffle=True, seed=0, drop_last=True)  # fmt: skip
+                         shuffle=True, seed=0, drop_last=True, group_by_image=cfg.train.group_by_image)  # fmt: skip
     n = min(args.batches, len(loader))
 
     batches = []
@@ -68,6 +68,7 @@ def main() -> None:
     result = {
         "config": args.config,
         "batch_size": cfg.train.batch_size,
+        "group_by_image": cfg.train.group_by_image,
         "batches": n,
         "pipeline_samples_per_s": round(samples / pipeline_s, 1),
         "train_step_samples_per_s": round(samples / train_s, 1),

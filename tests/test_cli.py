@@ -16,7 +16,7 @@ def vlfuse(*args, cwd=None, timeout=300):
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
-    from conftest import TINY_VQA
+    from tiny_configs import TINY_VQA
 
     tmp = tmp_path_factory.mktemp("cli")
     config = tmp / "tiny.yaml"
@@ -65,7 +65,7 @@ def test_predict_missing_image_is_clear(trained_run, tmp_path):
 
 
 def test_train_unknown_key_is_clear(tmp_path):
-    from conftest import TINY_VQA
+    from tiny_configs import TINY_VQA
 
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({**TINY_VQA, "trian": {}}))
@@ -87,3 +87,25 @@ def test_data_show_writes_grid(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert out.stat().st_size > 1000
     assert "38575" in proc.stdout.replace(",", "") or "34720" in proc.stdout.replace(",", "")
+
+
+def test_train_skip_lists_bad_rows_on_console(tmp_path, tiny_table):
+    config = tmp_path / "table.yaml"
+    config.write_text(yaml.safe_dump(tiny_table(bad_rows=True)))
+    proc = vlfuse("train", config, "--run-dir", tmp_path / "run")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "2 bad row(s) skipped" in proc.stdout
+    assert "missing.png" in proc.stdout
+
+
+def test_python_api_train_and_predict(tmp_path, tiny_config):
+    import vlfuse
+
+    tiny_config["train"]["epochs"] = 1
+    run = vlfuse.train(tiny_config, run_dir=tmp_path / "run")
+    from easy_vqa import get_test_image_paths
+
+    preds = run.predict(image=get_test_image_paths()[3], text="what color is the shape?", top_k=2)
+    assert len(preds) == 2 and preds[0].probability >= preds[1].probability
+    again = vlfuse.load_run(tmp_path / "run")
+    assert again.predict(image=get_test_image_paths()[3], text="what color is the shape?", top_k=2) == preds

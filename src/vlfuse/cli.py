@@ -63,6 +63,10 @@ def train(
     )
     if int(os.environ.get("RANK", "0")) != 0:
         return
+    if summary["skipped_rows"]:
+        console.print(f"[yellow]{summary['skipped_rows']} bad row(s) skipped (data.on_error=skip); first:[/yellow]")
+        for line in summary["first_skipped"]:
+            console.print(f"  {line}")
     if not summary["complete"]:
         console.print(f"stopped after epoch {summary['epochs']}; continue with: vlfuse train --resume {target}")
         return

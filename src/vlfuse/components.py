@@ -11,9 +11,16 @@ import vlfuse.encoders.text.gru  # noqa: F401
 import vlfuse.encoders.text.seed_lstm  # noqa: F401
 import vlfuse.encoders.text.transformer  # noqa: F401
 import vlfuse.fusion.attention  # noqa: F401
+import vlfuse.fusion.bilinear  # noqa: F401
 import vlfuse.fusion.concat  # noqa: F401
+import vlfuse.fusion.cross_attention  # noqa: F401
+import vlfuse.fusion.film  # noqa: F401
+import vlfuse.fusion.gated  # noqa: F401
 import vlfuse.fusion.image_only  # noqa: F401
+import vlfuse.fusion.late  # noqa: F401
 import vlfuse.fusion.product  # noqa: F401
+import vlfuse.fusion.sum  # noqa: F401
+import vlfuse.fusion.tensor  # noqa: F401
 import vlfuse.fusion.text_only  # noqa: F401
 import vlfuse.heads.linear  # noqa: F401
 import vlfuse.heads.mlp  # noqa: F401

@@ -17,7 +17,7 @@ class MultimodalModel(nn.Module):
         image_encoder: image (B, C, H, W) → EncoderOutput, or None when the model reads no images.
         text_encoder: (ids, mask) → EncoderOutput, or None when the model reads no text.
         fusion: (image out | None, text out | None) → (B, F).
-        head: (B, F) → logits (B, K).
+        head: (B, F) → logits (B, K); nn.Identity when the fusion produces the logits (F = K).
     """
 
     def __init__(
@@ -66,6 +66,9 @@ def build_model(
     Only the encoders the fusion reads are built: an `image_only` / `text_only` baseline drops the other one even
     when it is configured, so one config can be re-run as an ablation by overriding `model.fusion`.
 
+    A fusion class with `produces_logits = True` (late fusion: a classifier per modality) is given `num_outputs`
+    and returns the logits itself; its model gets no head (nn.Identity) and `model.head` is ignored.
+
     Args:
         model_cfg: the validated model section.
         in_channels: image channels (None or 0 when the data has no images).
@@ -79,7 +82,9 @@ def build_model(
         ConfigError: the fusion needs a modality that has no encoder, or an encoder is set for absent data.
     """
     fusion_name = model_cfg.fusion.name
-    needs = getattr(FUSIONS.component_class(fusion_name), "modalities", ("image", "text"))
+    fusion_cls = FUSIONS.component_class(fusion_name)
+    needs = getattr(fusion_cls, "modalities", ("image", "text"))
+    produces_logits = getattr(fusion_cls, "produces_logits", False)
     encoders = {"image": model_cfg.image_encoder, "text": model_cfg.text_encoder}
     missing = [m for m in needs if encoders[m] is None]
     if missing:
@@ -105,8 +110,12 @@ def build_model(
         image_token_dim=image_encoder.token_dim if image_encoder is not None else 0,
         text_dim=text_encoder.out_dim if text_encoder is not None else 0,
         text_token_dim=text_encoder.token_dim if text_encoder is not None else 0,
+        **({"num_outputs": num_outputs} if produces_logits else {}),
     )
-    head = HEADS.build(model_cfg.head, in_dim=fusion.out_dim, num_outputs=num_outputs)
+    if produces_logits:
+        head: nn.Module = nn.Identity()  # the fusion's output already is the logits (B, K)
+    else:
+        head = HEADS.build(model_cfg.head, in_dim=fusion.out_dim, num_outputs=num_outputs)
     return MultimodalModel(image_encoder, text_encoder, fusion, head)
 
 

@@ -10,6 +10,7 @@ from vlfuse.types import EncoderOutput
 
 B, N, L = 4, 6, 5
 DIMS = {"image_dim": 12, "image_token_dim": 7, "text_dim": 10, "text_token_dim": 9}
+K = 3  # num_outputs, passed only to fusions that produce the logits themselves (late)
 
 
 def tiny(registry: Registry, name: str, **overrides):
@@ -38,9 +39,11 @@ def encoder_outputs(modalities: tuple[str, ...]) -> tuple[EncoderOutput | None, 
 
 
 def derived_dims(name: str) -> dict[str, int]:
-    """The synthetic widths, 0 for the modalities the fusion does not read (as build_model passes them)."""
-    needs = FUSIONS.component_class(name).modalities
-    return {k: (v if k.split("_")[0] in needs else 0) for k, v in DIMS.items()}
+    """The synthetic widths, 0 for the modalities the fusion does not read, and num_outputs to a fusion that
+    produces logits (all as build_model passes them)."""
+    cls = FUSIONS.component_class(name)
+    dims = {k: (v if k.split("_")[0] in cls.modalities else 0) for k, v in DIMS.items()}
+    return {**dims, "num_outputs": K} if getattr(cls, "produces_logits", False) else dims
 
 
 def build(name: str, **overrides):
@@ -62,6 +65,7 @@ def test_shape_finite_and_gradients_reach_every_used_modality(name):
     image, text = encoder_outputs(fusion.modalities)
     fused = fusion(image, text)
     assert fused.shape == (B, fusion.out_dim)
+    assert fusion.out_dim == K or not getattr(fusion, "produces_logits", False)
     assert torch.isfinite(fused).all()
     fused.square().sum().backward()
     for out in (image, text):

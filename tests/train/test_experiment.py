@@ -2,8 +2,6 @@
 
 import json
 
-import pytest
-
 from vlfuse.config import validate_config
 from vlfuse.train.experiment import train_experiment
 
@@ -69,39 +67,3 @@ def test_skipped_rows_are_listed_in_report(tmp_path, tiny_table):
     assert "row(s) were skipped" in report and "missing.png" in report
     issues = json.loads((tmp_path / "run" / "data_issues.json").read_text())
     assert len(issues) == 2
-
-
-@pytest.fixture
-def tiny_table(tmp_path):
-    """A CSV table of coloured squares/circles with questions, optionally with two bad rows."""
-    import numpy as np
-    from PIL import Image, ImageDraw
-
-    def make(bad_rows: bool = False):
-        rng = np.random.default_rng(0)
-        rows = []
-        for i in range(60):
-            colour = ["red", "blue"][i % 2]
-            img = Image.new("RGB", (32, 32), "white")
-            ImageDraw.Draw(img).rectangle([8, 8, 24, 24], fill=colour)
-            img.save(tmp_path / f"img{i}.png")
-            rows.append({"image": f"img{i}.png", "text": "what color is it", "label": colour})
-        if bad_rows:
-            rows.append({"image": "missing.png", "text": "what color", "label": "red"})
-            rows.append({"image": "img0.png", "text": "", "label": "red"})
-        rng.shuffle(rows)
-        import pandas as pd
-
-        pd.DataFrame(rows).to_csv(tmp_path / "table.csv", index=False)
-        return {
-            "data": {"name": "table", "path": str(tmp_path / "table.csv"), "image_size": 32, "on_error": "skip"},
-            "model": {
-                "image_encoder": {"name": "cnn", "channels": [8]},
-                "text_encoder": {"name": "bow"},
-                "fusion": {"name": "concat"},
-                "head": {"name": "linear"},
-            },
-            "train": {"epochs": 1, "batch_size": 16, "threads": 1},
-        }
-
-    return make

@@ -129,6 +129,8 @@ def train_experiment(
             "parameters": count_parameters(model),
             "processes": dist_ctx.world_size,
             "data_seconds": round(prep_seconds, 2),
+            "skipped_rows": len(data.issues),
+            "first_skipped": [str(issue) for issue in data.issues[:5]],
         }
         if finished and dist_ctx.is_main:
             summary.update(finish_run(cfg, run_dir, data, task, model, state.history, device, dist_ctx))
@@ -184,6 +186,6 @@ def finish_run(
     }
     write_report(
         run_dir, title=f"vlfuse run: {run_dir.name}", summary=summary, metrics=metrics, history=history,
-        issues=[f"{i.file} row {i.row}, column '{i.column}': {i.message}" for i in data.issues], plots=plots,
+        issues=[str(i) for i in data.issues], plots=plots,
     )  # fmt: skip
     return {"metrics": metrics, "train_samples_per_s": summary["training samples/s (mean)"]}

@@ -1,0 +1,22 @@
+"""Tiny experiment configs shared by tests (importable as `tiny_configs`)."""
+
+from typing import Any
+
+TINY_VQA: dict[str, Any] = {
+    "seed": 0,
+    "data": {
+        "name": "easy-vqa",
+        "image_size": 32,
+        "limit": 400,
+        "test_limit": 200,
+        "max_text_length": 12,
+        "augment": {"hflip": True},
+    },
+    "model": {
+        "image_encoder": {"name": "cnn", "channels": [8, 16]},
+        "text_encoder": {"name": "bow", "embed_dim": 16},
+        "fusion": {"name": "product", "dim": 32},
+        "head": {"name": "mlp", "hidden": [32], "dropout": 0.1},
+    },
+    "train": {"epochs": 2, "batch_size": 32, "eval_batch_size": 128, "lr": 0.003, "threads": 1},
+}

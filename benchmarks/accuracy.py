@@ -35,8 +35,8 @@ SUITES = {
 def run_one(name: str, config: str, runs_root: Path) -> dict:
     run_dir = runs_root / name
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "vlfuse.cli", "train", config, "--run-dir", str(run_dir)],
-                          capture_output=True, text=True)  # fmt: skip
+    command = [sys.executable, "-m", "vlfuse.cli", "train", config, "--run-dir", str(run_dir), "--overwrite"]
+    proc = subprocess.run(command, capture_output=True, text=True)
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"{config} failed:\n{proc.stderr[-3000:]}")

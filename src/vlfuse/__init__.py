@@ -1,8 +1,9 @@
 """vlfuse: vision-language fusion toolkit.
 
-    import vlfuse
-    run = vlfuse.train("configs/easy_vqa.yaml", run_dir="runs/vqa")
-    run.predict(image="shape.png", text="what color is the shape?")
+Example:
+    >>> import vlfuse
+    >>> run = vlfuse.train("configs/easy_vqa.yaml", run_dir="runs/vqa")
+    >>> run.predict(image="shape.png", text="what color is the shape?")
 """
 
 __version__ = "0.1.0"

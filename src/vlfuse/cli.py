@@ -34,6 +34,7 @@ def train(
     resume: Annotated[Path | None, typer.Option(help="continue this run directory from its last checkpoint")] = None,
     nproc: Annotated[int, typer.Option(help="processes (DistributedDataParallel via torchrun)")] = 1,
     stop_after_epochs: Annotated[int | None, typer.Option(hidden=True)] = None,
+    overwrite: Annotated[bool, typer.Option(help="replace an existing run in --run-dir")] = False,
     verbose: bool = False,
 ) -> None:
     """Train a model; writes a run directory with metrics, plots, report and weights."""
@@ -57,9 +58,15 @@ def train(
         argv += [f"--set={s}" for s in set_ or []]
         argv += ["--resume", str(resume)] if resume else []
         argv += ["--stop-after-epochs", str(stop_after_epochs)] if stop_after_epochs else []
+        argv += ["--overwrite"] if overwrite else []
         raise typer.Exit(launch(nproc, argv))
     summary = train_experiment(
-        cfg, target, resume=resume is not None, stop_after_epochs=stop_after_epochs, callbacks=[ProgressBar()]
+        cfg,
+        target,
+        resume=resume is not None,
+        stop_after_epochs=stop_after_epochs,
+        callbacks=[ProgressBar()],
+        overwrite=overwrite,
     )
     if int(os.environ.get("RANK", "0")) != 0:
         return
@@ -163,6 +170,26 @@ def data_show(
     console.print_json(json.dumps(summary, default=str))
     save_sample_grid(data.train, data.label_names, out)
     console.print(f"sample grid: {out}")
+
+
+@app.command()
+def compare(
+    config: Annotated[Path, typer.Argument(help="experiment YAML: data, encoders, head and training budget")],
+    fusions: Annotated[str, typer.Option(help="comma-separated fusion names, or 'all'")] = "all",
+    seeds: Annotated[int, typer.Option(help="seeds per method")] = 3,
+    jobs: Annotated[int | None, typer.Option(help="parallel training processes (default: min(cores, 2))")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="override a key for every run")] = None,
+    out: Annotated[Path | None, typer.Option(help="output folder (default runs/compare-<config>)")] = None,
+) -> None:
+    """Train every fusion and both unimodal baselines with N seeds; table, JSON and bar chart with 95 % CIs."""
+    from vlfuse.config import load_config
+    from vlfuse.evaluate.compare import markdown_table, run_comparison
+
+    cfg = load_config(config, set_ or None)
+    out = out or Path("runs") / f"compare-{config.stem}"
+    results = run_comparison(cfg, fusions=fusions, seeds=seeds, out_dir=out, jobs=jobs)
+    console.print(markdown_table(results))
+    console.print(f"written: {out / 'compare.md'}, {out / 'compare.json'}, {out / 'compare.png'}")
 
 
 def main() -> None:

@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from vlfuse.config import validate_config
 from vlfuse.train.experiment import train_experiment
 
@@ -67,3 +69,17 @@ def test_skipped_rows_are_listed_in_report(tmp_path, tiny_table):
     assert "row(s) were skipped" in report and "missing.png" in report
     issues = json.loads((tmp_path / "run" / "data_issues.json").read_text())
     assert len(issues) == 2
+
+
+def test_existing_run_is_not_overwritten_by_accident(tmp_path, tiny_config):
+    from vlfuse.errors import CheckpointError
+
+    tiny_config["train"]["epochs"] = 1
+    cfg = validate_config(tiny_config)
+    train_experiment(cfg, tmp_path / "run")
+    before = (tmp_path / "run" / "model.safetensors").read_bytes()
+    with pytest.raises(CheckpointError, match="already holds a run.*--resume.*--overwrite"):
+        train_experiment(cfg, tmp_path / "run")
+    assert (tmp_path / "run" / "model.safetensors").read_bytes() == before
+    train_experiment(cfg, tmp_path / "run", overwrite=True)
+    assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 1

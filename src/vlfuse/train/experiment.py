@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from vlfuse.config import ExperimentConfig, save_config
 from vlfuse.data.dataset import PreparedData, prepare_data
 from vlfuse.data.loader import BatchLoader
 from vlfuse.data.transforms import ImagePreprocessor
+from vlfuse.errors import CheckpointError
 from vlfuse.evaluate.predict import evaluate_split
 from vlfuse.evaluate.report import plot_confusion_matrix, plot_learning_curves, write_report
 from vlfuse.model import build_model, count_parameters
@@ -75,10 +77,19 @@ def train_experiment(
     resume: bool = False,
     stop_after_epochs: int | None = None,
     callbacks: list[Callback] | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Train `cfg` into `run_dir` (or continue it with resume=True); return the run summary."""
     started = time.perf_counter()
     run_dir = Path(run_dir)
+    is_first_process = int(os.environ.get("RANK", "0")) == 0
+    if not resume and is_first_process and (run_dir / "config.yaml").exists():
+        if not overwrite:
+            raise CheckpointError(
+                f"run directory '{run_dir}' already holds a run; continue it with --resume, pick another --run-dir, "
+                "or pass --overwrite to replace it"
+            )
+        shutil.rmtree(run_dir)
     device = resolve_device(cfg.train.device)
     dist_ctx = init_distributed(device)
     try:

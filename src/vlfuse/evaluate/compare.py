@@ -1,0 +1,189 @@
+"""A fair fusion comparison: every chosen fusion plus both unimodal baselines, N seeds each, same data, budget and
+schedule; mean ± 95 % confidence interval of the test metric, parameters, training time and throughput, inference
+latency, and the gain over the best unimodal baseline. Writes compare.json, compare.md and compare.png.
+
+Runs execute in `jobs` worker processes with `threads = cores // jobs` torch threads each (small models use two
+single-threaded processes better than one two-threaded one; `benchmarks/compare_parallelism.py` measures it).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vlfuse.config import ExperimentConfig, apply_overrides, config_to_dict, validate_config
+from vlfuse.registry import FUSIONS
+
+BASELINES = ("image_only", "text_only")
+# two-sided 95 % Student-t quantiles for 1..30 degrees of freedom (normal beyond)
+_T95 = [
+    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+    2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+]  # fmt: skip
+
+
+def mean_ci95(values: list[float]) -> tuple[float, float]:
+    """Mean and half-width of its 95 % confidence interval (Student t; 0 for a single value)."""
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return mean, 0.0
+    t = _T95[len(values) - 2] if len(values) - 1 <= len(_T95) else 1.96
+    return mean, t * statistics.stdev(values) / math.sqrt(len(values))
+
+
+@dataclass
+class RunSpec:
+    method: str
+    seed: int
+    config: dict[str, Any]
+    run_dir: str
+    threads: int
+
+
+def method_config(base: ExperimentConfig, method: str, seed: int, threads: int) -> dict[str, Any]:
+    """The base config with another fusion (its own defaults, or the base's settings if it is the same fusion)."""
+    raw = config_to_dict(base)
+    fusion = raw["model"]["fusion"] if raw["model"]["fusion"]["name"] == method else {"name": method}
+    return apply_overrides(raw, {"model.fusion": fusion, "seed": seed, "train.threads": threads})
+
+
+def _latency_ms(run_dir: Path, samples: int = 30) -> float:
+    """Median wall time of predicting one test sample (batch of 1), in milliseconds."""
+    from vlfuse.api import load_run
+    from vlfuse.data.dataset import prepare_data
+    from vlfuse.data.loader import BatchLoader
+
+    run = load_run(run_dir)
+    cfg = run.cfg.data.model_copy(update={"test_limit": samples, "limit": 50})
+    data = prepare_data(cfg, seed=run.cfg.seed, tokenizer=run.tokenizer, label_names=run.label_names)
+    loader = BatchLoader(data.test, run.preprocess, batch_size=1, shuffle=False)
+    times = []
+    with torch.inference_mode():
+        for batch in loader:
+            start = time.perf_counter()
+            run.model(batch)
+            times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times[3:] or times)
+
+
+def _train_one(spec: RunSpec) -> dict[str, Any]:
+    from vlfuse.train.experiment import train_experiment
+
+    torch.set_num_threads(spec.threads)
+    start = time.perf_counter()
+    summary = train_experiment(validate_config(spec.config), spec.run_dir, overwrite=True)
+    wall = time.perf_counter() - start
+    history = [json.loads(line) for line in (Path(spec.run_dir) / "metrics.jsonl").read_text().splitlines()]
+    return {
+        "method": spec.method,
+        "seed": spec.seed,
+        "test": summary["metrics"]["test"],
+        "parameters": summary["parameters"],
+        "train_seconds": round(sum(r["train_seconds"] for r in history), 2),
+        "wall_seconds": round(wall, 2),
+        "train_samples_per_s": round(statistics.fmean(r["train_samples_per_s"] for r in history), 1),
+        "latency_ms": round(_latency_ms(Path(spec.run_dir)), 3),
+    }
+
+
+def resolve_methods(fusions: str) -> list[str]:
+    names = [n for n in FUSIONS.names() if n not in BASELINES] if fusions == "all" else fusions.split(",")
+    for name in names:
+        FUSIONS.config_class(name)  # raises ConfigError naming the registered fusions
+    return [n for n in names if n not in BASELINES] + list(BASELINES)
+
+
+def run_comparison(
+    base: ExperimentConfig, *, fusions: str, seeds: int, out_dir: Path, jobs: int | None = None
+) -> dict[str, Any]:
+    """Train every method × seed, aggregate and write compare.{json,md,png} into `out_dir`."""
+    cores = os.cpu_count() or 1
+    jobs = jobs or min(cores, 2)
+    threads = max(1, cores // jobs)
+    methods = resolve_methods(fusions)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    specs = [
+        RunSpec(m, s, method_config(base, m, base.seed + s, threads), str(out_dir / "runs" / f"{m}-seed{s}"), threads)
+        for m in methods
+        for s in range(seeds)
+    ]
+    start = time.perf_counter()
+    if jobs == 1:
+        runs = [_train_one(spec) for spec in specs]
+    else:
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+            runs = list(pool.map(_train_one, specs))
+    total = time.perf_counter() - start
+    metric = "f1_micro" if base.data.task == "multilabel" else "accuracy"
+    table = aggregate(runs, methods, metric)
+    results = {
+        "dataset": base.data.name, "metric": metric, "seeds": seeds, "jobs": jobs, "threads_per_job": threads,
+        "total_seconds": round(total, 1), "methods": table, "runs": runs,
+    }  # fmt: skip
+    (out_dir / "compare.json").write_text(json.dumps(results, indent=1) + "\n")
+    (out_dir / "compare.md").write_text(markdown_table(results) + "\n")
+    plot_comparison(results, out_dir / "compare.png")
+    return results
+
+
+def aggregate(runs: list[dict[str, Any]], methods: list[str], metric: str) -> list[dict[str, Any]]:
+    rows = []
+    for method in methods:
+        mine = [r for r in runs if r["method"] == method]
+        mean, ci = mean_ci95([r["test"][metric] for r in mine])
+        rows.append({
+            "method": method, "mean": mean, "ci95": ci, "parameters": mine[0]["parameters"],
+            "train_seconds": statistics.fmean(r["train_seconds"] for r in mine),
+            "train_samples_per_s": statistics.fmean(r["train_samples_per_s"] for r in mine),
+            "latency_ms": statistics.fmean(r["latency_ms"] for r in mine),
+        })  # fmt: skip
+    best_unimodal = max(r["mean"] for r in rows if r["method"] in BASELINES)
+    for row in rows:
+        row["gain_over_best_unimodal"] = row["mean"] - best_unimodal
+    return rows
+
+
+def markdown_table(results: dict[str, Any]) -> str:
+    metric, jobs, threads = results["metric"], results["jobs"], results["threads_per_job"]
+    lines = [
+        f"Test {metric} on `{results['dataset']}`, mean ± 95 % CI over {results['seeds']} seed(s); "
+        f"{jobs} parallel job(s) × {threads} thread(s), total {results['total_seconds']:.0f} s.",
+        "",
+        f"| method | {metric} (%) | gain vs best unimodal (points) | parameters | train time (s) | train samples/s "
+        "| latency (ms/sample) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in sorted(results["methods"], key=lambda r: -r["mean"]):
+        score = f"{100 * r['mean']:.2f} ± {100 * r['ci95']:.2f}"
+        gain = f"{100 * r['gain_over_best_unimodal']:+.2f}"
+        cost = f"{r['parameters']:,} | {r['train_seconds']:.0f} | {r['train_samples_per_s']:,.0f}"
+        lines.append(f"| {r['method']} | {score} | {gain} | {cost} | {r['latency_ms']:.2f} |")
+    return "\n".join(lines)
+
+
+def plot_comparison(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = sorted(results["methods"], key=lambda r: r["mean"])
+    fig, ax = plt.subplots(figsize=(7, 0.4 * len(rows) + 1.5))
+    colors = ["tab:gray" if r["method"] in BASELINES else "tab:blue" for r in rows]
+    ax.barh([r["method"] for r in rows], [100 * r["mean"] for r in rows], xerr=[100 * r["ci95"] for r in rows],
+            color=colors, capsize=3)  # fmt: skip
+    ax.set(xlabel=f"test {results['metric']} (%)", title=f"{results['dataset']}: {results['seeds']} seed(s), 95 % CI")
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

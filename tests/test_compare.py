@@ -1,0 +1,51 @@
+"""`vlfuse compare` end to end on a tiny budget, and the confidence-interval arithmetic."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+from tiny_configs import TINY_VQA
+
+from vlfuse.evaluate.compare import mean_ci95, resolve_methods
+
+
+def test_mean_ci95_matches_student_t():
+    mean, half = mean_ci95([0.9, 0.92, 0.94])
+    assert mean == pytest.approx(0.92)
+    assert half == pytest.approx(4.303 * 0.02 / 3**0.5, rel=1e-3)
+    assert mean_ci95([0.5]) == (0.5, 0.0)
+
+
+def test_resolve_methods_always_adds_baselines_and_rejects_unknown():
+    assert resolve_methods("product,concat") == ["product", "concat", "image_only", "text_only"]
+    all_methods = resolve_methods("all")
+    assert {"gated", "bilinear", "late", "cross_attention"} <= set(all_methods)
+    assert all_methods.count("image_only") == 1
+    from vlfuse.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown fusion 'prodcut'"):
+        resolve_methods("prodcut")
+
+
+def test_compare_cli_tiny(tmp_path):
+    cfg = {**TINY_VQA, "train": {**TINY_VQA["train"], "epochs": 1}}
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "cmp"
+    proc = subprocess.run(
+        [sys.executable, "-m", "vlfuse.cli", "compare", str(config), "--fusions", "product,concat", "--seeds", "2",
+         "--jobs", "2", "--out", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((out / "compare.json").read_text())
+    assert [m["method"] for m in results["methods"]] == ["product", "concat", "image_only", "text_only"]
+    assert len(results["runs"]) == 8 and results["jobs"] == 2
+    for row in results["methods"]:
+        assert 0 <= row["mean"] <= 1 and row["ci95"] >= 0 and row["latency_ms"] > 0 and row["parameters"] > 0
+    seeds = {(r["method"], r["seed"]) for r in results["runs"]}
+    assert len(seeds) == 8
+    assert "gain vs best unimodal" in (out / "compare.md").read_text()
+    assert (out / "compare.png").stat().st_size > 1000

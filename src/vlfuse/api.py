@@ -8,10 +8,11 @@ run.predict(image="shape.png", text="what color is the shape?")
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import yaml
@@ -26,6 +27,11 @@ from vlfuse.tasks import Task
 from vlfuse.train.checkpoint import load_model_weights
 from vlfuse.train.trainer import BEST_WEIGHTS, Callback
 from vlfuse.types import Batch
+
+if TYPE_CHECKING:
+    from vlfuse.data.dataset import SplitData
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -45,6 +51,7 @@ def train(
     overrides: list[str] | dict[str, Any] | None = None,
     run_dir: str | Path | None = None,
     callbacks: list[Callback] | None = None,
+    overwrite: bool = False,
 ) -> Run:
     """Train a config (YAML path, dict or ExperimentConfig) and return the loaded run."""
     from vlfuse.config import apply_overrides
@@ -57,7 +64,7 @@ def train(
     else:
         cfg = validate_config(apply_overrides(config.model_dump(mode="json"), overrides or {}))
     run_dir = Path(run_dir) if run_dir else default_run_dir(config if isinstance(config, (str, Path)) else None)
-    train_experiment(cfg, run_dir, callbacks=callbacks)
+    train_experiment(cfg, run_dir, callbacks=callbacks, overwrite=overwrite)
     return Run.load(run_dir)
 
 
@@ -104,39 +111,80 @@ class Run:
         file = self.path / "test_metrics.json"
         return json.loads(file.read_text()) if file.is_file() else {}
 
-    def make_batch(self, images: list[str | Path | torch.Tensor] | None, texts: list[str] | None) -> Batch:
-        """Raw inputs → a model batch, preprocessed exactly as in training (without augmentation)."""
-        image = text_ids = text_mask = None
-        if self.cfg.model.image_encoder is not None:
-            if not images:
-                raise ValueError("this model needs an image (--image PATH)")
-            size, channels = self.cfg.data.image_size, self.cfg.data.channels
-            pixels = [
-                im if isinstance(im, torch.Tensor) else load_image(im, size=size, channels=channels) for im in images
-            ]
-            image = self.preprocess(torch.stack(pixels))  # (B, C, H, W)
-        if self.tokenizer is not None:
-            if not texts or any(not str(t).strip() for t in texts):
-                raise ValueError("this model needs a non-empty text (--text '...')")
-            text_ids, text_mask = self.tokenizer.encode([[t] for t in texts])  # (B, L), (B, L)
-        return Batch(image=image, text_ids=text_ids, text_mask=text_mask)
+    def make_batch(
+        self, images: list[str | Path | torch.Tensor | None] | None, texts: list[str | None] | None
+    ) -> Batch:
+        """Raw inputs → a model batch, preprocessed exactly as in training (without augmentation).
+
+        A model that reads both modalities accepts either one missing: `images=None` / `texts=None`, or None
+        entries in the lists (per row). The model's placeholder stands in for what is missing.
+
+        Raises:
+            ValueError: a modality the model cannot do without is missing, a row has neither, a text is empty, or
+                the lists differ in length.
+        """
+        n = len(images) if images is not None else len(texts) if texts is not None else 0
+        if images is not None and texts is not None and len(images) != len(texts):
+            raise ValueError(f"got {len(images)} images but {len(texts)} texts; expected one text per image")
+        if n == 0:
+            raise ValueError("no inputs: give an image (--image PATH), a text (--text '...') or both")
+        placeholders = getattr(self.model, "placeholders", None)
+        has_image = [im is not None for im in images] if images is not None else [False] * n
+        has_text = [t is not None for t in texts] if texts is not None else [False] * n
+        image = text_ids = text_mask = image_present = text_present = None
+        missing = []
+        if self.model.image_encoder is not None:
+            if not all(has_image):
+                if placeholders is None:
+                    raise ValueError("this model needs an image (--image PATH)")
+                missing.append("image")
+            if any(has_image):
+                image = self.preprocess(torch.stack([self._pixels(im) for im in images]))  # (B, C, H, W)
+                image_present = None if all(has_image) else torch.tensor(has_image)  # (B,)
+        if self.model.text_encoder is not None:
+            if not all(has_text):
+                if placeholders is None:
+                    raise ValueError("this model needs a non-empty text (--text '...')")
+                missing.append("text")
+            if any(not str(t).strip() for t in texts or [] if t is not None):
+                raise ValueError("empty text: give a non-empty text (--text '...'), or leave the text out")
+            if any(has_text):
+                text_ids, text_mask = self.tokenizer.encode([[t or ""] for t in texts])  # (B, L), (B, L)
+                text_present = None if all(has_text) else torch.tensor(has_text)  # (B,)
+        if placeholders is not None and not all(i or t for i, t in zip(has_image, has_text, strict=True)):
+            raise ValueError("every input needs an image, a text or both")
+        if missing and placeholders is not None and not placeholders.learned:
+            log.warning(
+                "no %s given: a placeholder stands in, but this run was trained without modality dropout "
+                "(model.modality_dropout=0), so the placeholder is untrained and the prediction may be poor",
+                " / ".join(missing),
+            )
+        return Batch(image=image, text_ids=text_ids, text_mask=text_mask, image_present=image_present,
+                     text_present=text_present)  # fmt: skip
+
+    def _pixels(self, image: str | Path | torch.Tensor | None) -> torch.Tensor:
+        """One input image as (C, H, W) uint8 at the run's size; zeros for a missing one (the model ignores them)."""
+        size, channels = self.cfg.data.image_size, self.cfg.data.channels
+        if image is None:
+            return torch.zeros(channels, size, size, dtype=torch.uint8)  # (C, H, W)
+        return image if isinstance(image, torch.Tensor) else load_image(image, size=size, channels=channels)
 
     @torch.inference_mode()
     def predict_proba(self, images=None, texts=None) -> torch.Tensor:
-        """(B, num_labels) probabilities for parallel lists of images and texts."""
+        """(B, num_labels) probabilities for parallel lists of images and texts (either may be missing, see
+        `make_batch`)."""
         batch = self.make_batch(images, texts).to(next(self.model.parameters()).device)
         return self.task.probabilities(self.model(batch)).cpu()
 
     def predict(self, image: str | Path | None = None, text: str | None = None, *, top_k: int = 3) -> list[Prediction]:
-        """Top-k labels with probabilities for one image + text."""
+        """Top-k labels with probabilities for one image + text; a model that reads both does with either alone."""
         probs = self.predict_proba([image] if image is not None else None, [text] if text is not None else None)[0]
         order = probs.argsort(descending=True)[: min(top_k, len(probs))]
         return [Prediction(self.label_names[i], float(probs[i])) for i in order.tolist()]
 
-    def evaluate(self, split: str = "test") -> dict[str, float]:
-        """Re-prepare the run's data and score one split with the saved weights."""
+    def split_data(self, split: str = "test") -> SplitData:
+        """Re-prepare the run's data (with its tokenizer and labels) and return one split."""
         from vlfuse.data.dataset import prepare_data
-        from vlfuse.evaluate.predict import evaluate_split
 
         data = prepare_data(self.cfg.data, seed=self.cfg.seed, tokenizer=self.tokenizer, label_names=self.label_names)
         chosen = {"train": data.train, "val": data.val, "test": data.test}.get(split)
@@ -144,6 +192,13 @@ class Run:
             raise ValueError(f"split '{split}' is not available; choose train, val or test")
         if data.label_names != self.label_names:
             raise CheckpointError(f"the data's labels {data.label_names} differ from the run's {self.label_names}")
+        return chosen
+
+    def evaluate(self, split: str = "test") -> dict[str, float]:
+        """Re-prepare the run's data and score one split with the saved weights."""
+        from vlfuse.evaluate.predict import evaluate_split
+
+        chosen = self.split_data(split)
         metrics, _ = evaluate_split(
             self.model, chosen, self.task, self.preprocess, batch_size=self.cfg.train.eval_batch_size,
             device=next(self.model.parameters()).device,

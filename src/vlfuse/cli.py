@@ -99,10 +99,33 @@ def evaluate(
     run: Annotated[Path, typer.Argument(help="run directory")],
     split: Annotated[str, typer.Option(help="train, val or test")] = "test",
     json_: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    robustness: Annotated[
+        bool,
+        typer.Option(
+            "--robustness",
+            help="score with each modality missing and under image/text corruptions instead; writes "
+            "robustness.json, robustness.md and plots/robustness.png into the run directory",
+        ),
+    ] = False,
 ) -> None:
-    """Score a trained run on a split of its data."""
+    """Score a trained run on a split of its data (--robustness: with missing and corrupted inputs)."""
     from vlfuse.api import load_run
 
+    if robustness:
+        from vlfuse.evaluate.robustness import evaluate_robustness
+
+        rows = evaluate_robustness(load_run(run), split)
+        if json_:
+            console.print_json(json.dumps(rows))
+            return
+        table = Table(title=f"robustness ({split})")
+        for column in ("condition", rows[0]["metric"], "drop (points)"):
+            table.add_column(column, justify="left" if column == "condition" else "right")
+        for r in rows:
+            table.add_row(r["condition"], f"{r['value']:.4f}", f"{r['drop_points']:+.2f}")
+        console.print(table)
+        console.print(f"written: {run / 'robustness.md'}, {run / 'robustness.json'}, {run / 'plots/robustness.png'}")
+        return
     metrics = load_run(run).evaluate(split)
     if json_:
         console.print_json(json.dumps(metrics))

@@ -41,7 +41,8 @@ class DataConfig(Section):
     image_column: str = "image"  # column holding image paths (relative paths resolve against the table folder)
     text_columns: list[str] = Field(default_factory=lambda: ["text"])
     label_column: str = "label"
-    task: Literal["multiclass", "binary", "multilabel"] = "multiclass"
+    task: Literal["multiclass", "binary", "multilabel"] | None = None  # None: the built-in's own (binary for
+    # fashion-mnist-pairs), multiclass for tables
     label_separator: str = "|"  # splits multilabel cells ("cat|dog")
     image_size: int = Field(64, ge=8, le=1024)  # images are resized to image_size × image_size
     channels: Literal[1, 3] = 3
@@ -70,6 +71,8 @@ class ModelConfig(Section):
     text_encoder: SerializeAsAny[ComponentConfig] | None = None  # None: the data has no text
     fusion: SerializeAsAny[ComponentConfig]
     head: SerializeAsAny[ComponentConfig] = Field(default_factory=lambda: HEADS.parse("mlp", "model.head"))
+    modality_dropout: float = Field(0.0, ge=0.0, le=0.5)  # training only: per sample, the image is replaced by the
+    # learned placeholder with this probability, else the text with this probability, never both (needs ≤ 0.5)
 
     @field_validator("image_encoder", mode="before")
     @classmethod

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+
+import torch
 from torch import Tensor, nn
 
 from vlfuse.config import ModelConfig
@@ -9,40 +12,163 @@ from vlfuse.errors import ConfigError
 from vlfuse.registry import FUSIONS, HEADS, IMAGE_ENCODERS, TEXT_ENCODERS
 from vlfuse.types import Batch, EncoderOutput
 
+log = logging.getLogger(__name__)
+
 
 class MultimodalModel(nn.Module):
     """Runs the present encoders, fuses their outputs and applies the head; receives built modules.
+
+    A model with both encoders also holds placeholders (`ModalityPlaceholders`) that stand in for a missing image
+    or text: for the rows a batch marks absent (`Batch.image_present` / `text_present`), or for every row when the
+    batch has no images (`image=None`) or no text at all. With `modality_dropout` > 0, training marks rows absent at
+    random (the image with probability p, else the text with probability p, never both), so the placeholders learn.
 
     Args:
         image_encoder: image (B, C, H, W) → EncoderOutput, or None when the model reads no images.
         text_encoder: (ids, mask) → EncoderOutput, or None when the model reads no text.
         fusion: (image out | None, text out | None) → (B, F).
         head: (B, F) → logits (B, K); nn.Identity when the fusion produces the logits (F = K).
+        modality_dropout: training-time probability of replacing a sample's image (and, exclusively, its text) by
+            the placeholder; ignored, with a warning, when the model reads only one modality.
     """
 
     def __init__(
-        self, image_encoder: nn.Module | None, text_encoder: nn.Module | None, fusion: nn.Module, head: nn.Module
+        self,
+        image_encoder: nn.Module | None,
+        text_encoder: nn.Module | None,
+        fusion: nn.Module,
+        head: nn.Module,
+        *,
+        modality_dropout: float = 0.0,
     ) -> None:
         super().__init__()
+        if not 0.0 <= modality_dropout <= 0.5:
+            raise ValueError(f"modality_dropout must be in [0, 0.5] (never both modalities), got {modality_dropout}")
         self.image_encoder = image_encoder
         self.text_encoder = text_encoder
         self.fusion = fusion
         self.head = head
+        self.placeholders: ModalityPlaceholders | None = None
+        if image_encoder is not None and text_encoder is not None:
+            dims = {
+                "image": (image_encoder.out_dim, image_encoder.token_dim),
+                "text": (text_encoder.out_dim, text_encoder.token_dim),
+            }
+            self.placeholders = ModalityPlaceholders(dims, learned=modality_dropout > 0)
+        elif modality_dropout > 0:
+            log.warning("model.modality_dropout=%s is ignored: the model reads only one modality", modality_dropout)
+            modality_dropout = 0.0
+        self.modality_dropout = modality_dropout
 
     def forward(self, batch: Batch) -> Tensor:
+        image_present, text_present = self._presence(batch)  # (B,) bool each, or None: every row has it
         image = text = None
         if self.image_encoder is not None:
             if batch.image is None:
-                raise ValueError("the model has an image encoder but the batch has no images")
-            image = self.image_encoder(batch.image)  # per distinct image: tokens (U, N, D), pooled (U, D)
-            if batch.image_index is not None:
-                image = gather_rows(image, batch.image_index)  # tokens (B, N, D), pooled (B, D)
+                image = self._all_missing("image", batch)  # tokens (B, 1, D), pooled (B, D)
+            else:
+                image = self.image_encoder(batch.image)  # per distinct image: tokens (U, N, D), pooled (U, D)
+                if batch.image_index is not None:
+                    image = gather_rows(image, batch.image_index)  # tokens (B, N, D), pooled (B, D)
+                if image_present is not None:
+                    image = self.placeholders.fill("image", image, image_present)
         if self.text_encoder is not None:
             if batch.text_ids is None:
-                raise ValueError("the model has a text encoder but the batch has no text")
-            text = self.text_encoder(batch.text_ids, batch.text_mask)
+                text = self._all_missing("text", batch)  # tokens (B, 1, D), pooled (B, D)
+            else:
+                text = self.text_encoder(batch.text_ids, batch.text_mask)  # tokens (B, L, D), pooled (B, D)
+                if text_present is not None:
+                    text = self.placeholders.fill("text", text, text_present)
         fused = self.fusion(image, text)  # (B, F)
         return self.head(fused)  # (B, K)
+
+    def _presence(self, batch: Batch) -> tuple[Tensor | None, Tensor | None]:
+        """Per-row presence masks from the batch, with modality dropout applied when training."""
+        image_present, text_present = batch.image_present, batch.text_present
+        if self.placeholders is None:
+            if image_present is not None or text_present is not None:
+                raise ValueError("only a model with both an image and a text encoder can do without one of them")
+            return None, None
+        if self.training and self.modality_dropout > 0:
+            p = self.modality_dropout
+            u = torch.rand(len(batch))  # (B,) torch's global CPU generator: checkpointed, so resume stays exact
+            u = u.to(next(self.parameters()).device)
+            keep_image, keep_text = u >= p, (u < p) | (u >= 2 * p)  # (B,) each; never both dropped
+            image_present = keep_image if image_present is None else image_present & keep_image
+            text_present = keep_text if text_present is None else text_present & keep_text
+        return image_present, text_present
+
+    def _all_missing(self, name: str, batch: Batch) -> EncoderOutput:
+        if self.placeholders is None:
+            raise ValueError(f"the model has an {name} encoder but the batch has no {name}")
+        return self.placeholders.full(name, len(batch))
+
+
+class ModalityPlaceholders(nn.Module):
+    """Stand-ins for a missing modality's encoder output: a pooled vector (D,) and one token (D_tok,) per modality.
+
+    They start at zero (no random draw, so building them leaves the RNG stream of the rest of the model unchanged)
+    and are trainable parameters only when the model trains with modality dropout; otherwise they are zero buffers,
+    so a model trained without dropout keeps its parameter count, optimizer and results, and a missing modality
+    is then imputed with (untrained) zeros. Weights saved before placeholders existed load with zeros.
+
+    Args:
+        dims: modality name → (pooled width D, token width D_tok).
+        learned: register trainable parameters (True) or fixed zero buffers (False).
+    """
+
+    def __init__(self, dims: dict[str, tuple[int, int]], *, learned: bool) -> None:
+        super().__init__()
+        self.learned = learned
+        for name, (pooled_dim, token_dim) in dims.items():
+            for kind, dim in (("pooled", pooled_dim), ("token", token_dim)):
+                if learned:
+                    self.register_parameter(f"{name}_{kind}", nn.Parameter(torch.zeros(dim)))  # (D,)
+                else:
+                    self.register_buffer(f"{name}_{kind}", torch.zeros(dim))  # (D,)
+        self.register_load_state_dict_pre_hook(_keep_missing_placeholders)
+
+    def _vectors(self, name: str) -> tuple[Tensor, Tensor]:
+        """The (pooled (D,), token (D_tok,)) placeholders of one modality.
+
+        While training, each is tied to the other with a zero-weighted term, so both receive a (zero) gradient even
+        under a fusion that reads only pooled vectors or only tokens: DistributedDataParallel requires every
+        trainable parameter to take part in the loss.
+        """
+        pooled, token = getattr(self, f"{name}_pooled"), getattr(self, f"{name}_token")  # (D,), (D_tok,)
+        if self.learned and torch.is_grad_enabled():
+            tie = 0.0 * (pooled.sum() + token.sum())  # () zero, but connects both parameters to either output
+            pooled, token = pooled + tie, token + tie
+        return pooled, token
+
+    def full(self, name: str, batch_size: int) -> EncoderOutput:
+        """The placeholder for every row: one real token per row."""
+        pooled, token = self._vectors(name)  # (D,), (D_tok,)
+        return EncoderOutput(
+            tokens=token.expand(batch_size, 1, -1).contiguous(),  # (B, 1, D_tok)
+            pooled=pooled.expand(batch_size, -1).contiguous(),  # (B, D)
+        )
+
+    def fill(self, name: str, out: EncoderOutput, present: Tensor) -> EncoderOutput:
+        """Replace the rows where `present` (B,) is False: placeholder pooled vector, placeholder as the only real
+        token (the row's other tokens are masked out)."""
+        pooled_ph, token_ph = self._vectors(name)
+        pooled_ph, token_ph = pooled_ph.to(out.pooled.dtype), token_ph.to(out.tokens.dtype)  # (D,), (D_tok,)
+        keep = present.bool().view(-1, 1)  # (B, 1)
+        first = torch.arange(out.tokens.shape[1], device=present.device) == 0  # (T,)
+        token_row = token_ph * first[:, None].to(token_ph.dtype)  # (T, D_tok): placeholder, then zeros
+        real = out.mask if out.mask is not None else torch.ones_like(keep).expand(-1, first.shape[0])  # (B, T)
+        return EncoderOutput(
+            tokens=torch.where(keep.unsqueeze(-1), out.tokens, token_row),  # (B, T, D_tok)
+            pooled=torch.where(keep, out.pooled, pooled_ph),  # (B, D)
+            mask=torch.where(keep, real, first),  # (B, T)
+        )
+
+
+def _keep_missing_placeholders(module: nn.Module, state_dict: dict, prefix: str, *args) -> None:
+    """Load hook: weights saved before placeholders existed keep the current (zero) placeholders."""
+    for name, value in [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]:
+        state_dict.setdefault(prefix + name, value.detach().clone())
 
 
 def gather_rows(out: EncoderOutput, index: Tensor) -> EncoderOutput:
@@ -116,7 +242,7 @@ def build_model(
         head: nn.Module = nn.Identity()  # the fusion's output already is the logits (B, K)
     else:
         head = HEADS.build(model_cfg.head, in_dim=fusion.out_dim, num_outputs=num_outputs)
-    return MultimodalModel(image_encoder, text_encoder, fusion, head)
+    return MultimodalModel(image_encoder, text_encoder, fusion, head, modality_dropout=model_cfg.modality_dropout)
 
 
 def count_parameters(model: nn.Module, *, trainable_only: bool = True) -> int:

@@ -45,6 +45,9 @@ class Batch:
             prediction time.
         index: (B,) long row numbers in the source split, to trace a prediction back to its row.
         image_index: (B,) long, row → position in `image` when rows share images; None means one image per row.
+        image_present: (B,) bool, False for rows whose image is missing (the model's learned placeholder stands in;
+            the row's pixels are ignored); None means every row has its image.
+        text_present: (B,) bool, False for rows whose text is missing (likewise); None means every row has text.
     """
 
     image: Tensor | None
@@ -53,13 +56,16 @@ class Batch:
     label: Tensor | None = None
     index: Tensor | None = None
     image_index: Tensor | None = None
+    image_present: Tensor | None = None
+    text_present: Tensor | None = None
 
     def to(self, device: torch.device | str) -> Batch:
         moved = {f.name: getattr(self, f.name) for f in fields(self)}
         return Batch(**{k: (v.to(device, non_blocking=True) if isinstance(v, Tensor) else v) for k, v in moved.items()})
 
     def __len__(self) -> int:
-        for ref in (self.image_index, self.text_ids, self.label, self.index, self.image):
+        for ref in (self.image_index, self.text_ids, self.label, self.index, self.image, self.image_present,
+                    self.text_present):  # fmt: skip
             if ref is not None:
                 return ref.shape[0]
         return 0

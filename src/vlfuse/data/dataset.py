@@ -191,6 +191,10 @@ def prepare_data(
     from vlfuse.data.sources import check_known_labels, label_vocabulary_of, load_source, split_by_image
 
     del seed
+    if cfg.task is None:
+        from vlfuse.data.builtin import default_task
+
+        cfg = cfg.model_copy(update={"task": default_task(cfg.name)})
     raw_train = load_source(cfg, "train")
     raw_test = load_source(cfg, "test")
     issues = list(raw_train.issues) + (list(raw_test.issues) if raw_test is not None else [])

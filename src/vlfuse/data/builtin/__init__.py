@@ -22,7 +22,13 @@ BUILTIN_OPTIONS: dict[str, dict[str, object]] = {
     fashion_mnist.NAME: {},
     fashion_mnist_pairs.NAME: dict(fashion_mnist_pairs.OPTIONS),
 }
+# the task each built-in dataset is, when data.task is not set (tables default to multiclass)
+BUILTIN_TASKS: dict[str, str] = {fashion_mnist_pairs.NAME: "binary"}
 SPLITS = ("train", "test")
+
+
+def default_task(name: str) -> str:
+    return BUILTIN_TASKS.get(name, "multiclass")
 
 
 def load_builtin(name: str, split: str, cfg: DataConfig) -> RawSplit:

@@ -19,7 +19,7 @@ $(BIN)/vlfuse: pyproject.toml
 setup: $(BIN)/vlfuse
 
 main: setup
-	$(BIN)/vlfuse train configs/easy_vqa.yaml --run-dir runs/main
+	$(BIN)/vlfuse train configs/easy_vqa.yaml --run-dir runs/main --overwrite
 
 test: setup
 	$(BIN)/python -m pytest

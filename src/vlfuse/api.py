@@ -22,7 +22,7 @@ from vlfuse.data.images import load_image
 from vlfuse.data.text import TextTokenizer
 from vlfuse.data.transforms import ImagePreprocessor
 from vlfuse.errors import CheckpointError, ConfigError
-from vlfuse.model import build_model
+from vlfuse.model import build_experiment_model
 from vlfuse.tasks import Task
 from vlfuse.train.checkpoint import load_model_weights
 from vlfuse.train.trainer import BEST_WEIGHTS, Callback
@@ -93,15 +93,7 @@ class Run:
         labels = json.loads((path / "labels.json").read_text())
         tokenizer = TextTokenizer.load(path / "tokenizer.json") if (path / "tokenizer.json").is_file() else None
         task = Task(labels["task"], len(labels["label_names"]))
-        model = build_model(
-            cfg.model,
-            in_channels=cfg.data.channels,
-            image_size=cfg.data.image_size,
-            vocab_size=tokenizer.vocab_size if tokenizer else 0,
-            pad_id=tokenizer.pad_id if tokenizer else 0,
-            max_length=cfg.data.max_text_length,
-            num_outputs=task.num_outputs,
-        )
+        model = build_experiment_model(cfg, tokenizer, task.num_outputs)
         load_model_weights(model, path / BEST_WEIGHTS)
         model.to(device).eval()
         return cls(path, cfg, task, labels["label_names"], model, tokenizer)

@@ -8,6 +8,7 @@ import torch
 from pydantic import Field, model_validator
 from torch import Tensor, nn
 
+from vlfuse.fusion.cross_attention import masked_mean
 from vlfuse.registry import FUSIONS, ComponentConfig
 from vlfuse.types import EncoderOutput
 
@@ -89,9 +90,5 @@ class AttentionFusion(nn.Module):
             padding = ~image.mask & image.mask.any(dim=1, keepdim=True)  # (B, N)
         for layer in self.layers:
             x = layer(x, media, padding)  # (B, L, D)
-        if text.mask is None:
-            attended = x.mean(dim=1)  # (B, D)
-        else:
-            m = text.mask.unsqueeze(-1)  # (B, L, 1)
-            attended = (x * m).sum(dim=1) / m.sum(dim=1).clamp(min=1)  # (B, D); zeros for rows without text
+        attended = masked_mean(x, text.mask)  # (B, D); zeros for rows without text
         return torch.cat([attended, self.pooled_proj(image.pooled)], dim=-1)  # (B, 2D)

@@ -29,7 +29,7 @@ from vlfuse.data.transforms import ImagePreprocessor
 from vlfuse.errors import CheckpointError
 from vlfuse.evaluate.predict import evaluate_split
 from vlfuse.evaluate.report import plot_confusion_matrix, plot_learning_curves, write_report
-from vlfuse.model import build_model, count_parameters
+from vlfuse.model import build_experiment_model, count_parameters
 from vlfuse.tasks import Task, confusion_matrix
 from vlfuse.train.checkpoint import load_model_weights
 from vlfuse.train.distributed import DistContext, init_distributed, shutdown_distributed
@@ -48,16 +48,7 @@ def resolve_device(name: str) -> torch.device:
 
 def model_for_data(cfg: ExperimentConfig, data: PreparedData, task: Task) -> torch.nn.Module:
     """Build the configured model with sizes derived from the prepared data."""
-    tok = data.tokenizer
-    return build_model(
-        cfg.model,
-        in_channels=cfg.data.channels,
-        image_size=cfg.data.image_size,
-        vocab_size=tok.vocab_size if tok else 0,
-        pad_id=tok.pad_id if tok else 0,
-        max_length=cfg.data.max_text_length,
-        num_outputs=task.num_outputs,
-    )
+    return build_experiment_model(cfg, data.tokenizer, task.num_outputs)
 
 
 def write_run_metadata(run_dir: Path, cfg: ExperimentConfig, data: PreparedData) -> None:

@@ -16,7 +16,7 @@ from tiny_configs import TINY_VQA
 from vlfuse.api import Run
 from vlfuse.config import ModelConfig, validate_config
 from vlfuse.evaluate.robustness import CONDITIONS, corrupt_images, corrupt_texts
-from vlfuse.model import build_model, count_parameters
+from vlfuse.model import add_missing_modality_rows, build_model, count_parameters
 from vlfuse.train.experiment import train_experiment
 from vlfuse.types import Batch
 
@@ -63,13 +63,26 @@ def test_placeholders_stand_in_for_a_missing_modality(fusion):
     torch.testing.assert_close(mixed[~present], no_image[~present])  # per-row and whole-batch placeholders agree
 
 
-def test_modality_dropout_never_drops_both_and_only_trains():
-    model = tiny_model(modality_dropout=0.3).train()
-    batch = Batch(image=None, text_ids=torch.ones(20_000, 2, dtype=torch.long), text_mask=None)
-    image_present, text_present = model._presence(batch)  # (B,), (B,)
-    assert not (~image_present & ~text_present).any()
-    assert abs((~image_present).float().mean() - 0.3) < 0.02 and abs((~text_present).float().mean() - 0.3) < 0.02
-    assert model.eval()._presence(batch) == (None, None)
+def test_modality_dropout_adds_copies_and_never_drops_both():
+    g = torch.Generator().manual_seed(0)
+    n, images = 20_000, torch.randn(5, 3, 4, 4)
+    image_index = torch.randint(0, 5, (n,), generator=g)  # (B,) rows share 5 distinct images
+    ids = torch.randint(1, 20, (n, 3), generator=g)
+    text_present = torch.arange(n) % 10 != 0  # (B,) every tenth row already has no text
+    batch = Batch(images, ids, ids > 0, label=torch.arange(n), image_index=image_index, text_present=text_present)
+    torch.manual_seed(0)
+    out = add_missing_modality_rows(batch, 0.3)
+    assert torch.equal(out.image, images)  # the image tower still sees each distinct image once
+    assert torch.equal(out.label[:n], batch.label) and torch.equal(out.text_ids[:n], ids)  # originals first, intact
+    assert out.image_present[:n].all() and torch.equal(out.text_present[:n], text_present)
+    copies = out.label[n:]  # (E,) the source row of every copy
+    assert torch.equal(out.text_ids[n:], ids[copies]) and torch.equal(out.image_index[n:], image_index[copies])
+    assert not (~out.image_present & ~out.text_present).any()  # never both missing
+    assert text_present[copies].all()  # a row without text is never copied (it would lose its image too)
+    complete = int(text_present.sum())
+    assert abs(int((~out.image_present).sum()) / complete - 0.3) < 0.02
+    assert abs(int((~out.text_present[n:]).sum()) / complete - 0.3) < 0.02
+    assert add_missing_modality_rows(batch, 0.0) is batch
     with pytest.raises(Exception, match="modality_dropout"):
         tiny_model(modality_dropout=0.6)
 
@@ -134,6 +147,14 @@ def trained_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("robust") / "run"
     train_experiment(validate_config(cfg), run)
     return run
+
+
+def test_training_with_modality_dropout_teaches_the_placeholders(trained_run):
+    placeholders = Run.load(trained_run).model.placeholders
+    assert placeholders.learned
+    for name in ("image", "text"):  # the fusion reads pooled vectors or tokens: one of each pair must have moved
+        pooled, token = getattr(placeholders, f"{name}_pooled"), getattr(placeholders, f"{name}_token")
+        assert (pooled != 0).any() or (token != 0).any(), name
 
 
 @pytest.fixture(scope="module")

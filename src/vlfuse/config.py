@@ -71,8 +71,8 @@ class ModelConfig(Section):
     text_encoder: SerializeAsAny[ComponentConfig] | None = None  # None: the data has no text
     fusion: SerializeAsAny[ComponentConfig]
     head: SerializeAsAny[ComponentConfig] = Field(default_factory=lambda: HEADS.parse("mlp", "model.head"))
-    modality_dropout: float = Field(0.0, ge=0.0, le=0.5)  # training only: per sample, the image is replaced by the
-    # learned placeholder with this probability, else the text with this probability, never both (needs ≤ 0.5)
+    modality_dropout: float = Field(0.0, ge=0.0, le=0.5)  # training only: per sample, a copy without its image (learned
+    # placeholder instead) is added with this probability, else a copy without its text; never both (needs ≤ 0.5)
 
     @field_validator("image_encoder", mode="before")
     @classmethod

@@ -20,16 +20,17 @@ class MultimodalModel(nn.Module):
 
     A model with both encoders also holds placeholders (`ModalityPlaceholders`) that stand in for a missing image
     or text: for the rows a batch marks absent (`Batch.image_present` / `text_present`), or for every row when the
-    batch has no images (`image=None`) or no text at all. With `modality_dropout` > 0, training marks rows absent at
-    random (the image with probability p, else the text with probability p, never both), so the placeholders learn.
+    batch has no images (`image=None`) or no text at all. With `modality_dropout` > 0 the placeholders are trainable and
+    training adds rows with a modality removed (`add_missing_modality_rows`), so they learn.
 
     Args:
         image_encoder: image (B, C, H, W) → EncoderOutput, or None when the model reads no images.
         text_encoder: (ids, mask) → EncoderOutput, or None when the model reads no text.
         fusion: (image out | None, text out | None) → (B, F).
         head: (B, F) → logits (B, K); nn.Identity when the fusion produces the logits (F = K).
-        modality_dropout: training-time probability of replacing a sample's image (and, exclusively, its text) by
-            the placeholder; ignored, with a warning, when the model reads only one modality.
+        modality_dropout: training-time probability that a sample also appears without its image (and, exclusively,
+            without its text) — see `add_missing_modality_rows`; ignored, with a warning, when the model reads only
+            one modality.
     """
 
     def __init__(
@@ -83,19 +84,12 @@ class MultimodalModel(nn.Module):
         return self.head(fused)  # (B, K)
 
     def _presence(self, batch: Batch) -> tuple[Tensor | None, Tensor | None]:
-        """Per-row presence masks from the batch, with modality dropout applied when training."""
+        """Per-row presence masks from the batch."""
         image_present, text_present = batch.image_present, batch.text_present
         if self.placeholders is None:
             if image_present is not None or text_present is not None:
                 raise ValueError("only a model with both an image and a text encoder can do without one of them")
             return None, None
-        if self.training and self.modality_dropout > 0:
-            p = self.modality_dropout
-            u = torch.rand(len(batch))  # (B,) torch's global CPU generator: checkpointed, so resume stays exact
-            u = u.to(next(self.parameters()).device)
-            keep_image, keep_text = u >= p, (u < p) | (u >= 2 * p)  # (B,) each; never both dropped
-            image_present = keep_image if image_present is None else image_present & keep_image
-            text_present = keep_text if text_present is None else text_present & keep_text
         return image_present, text_present
 
     def _all_missing(self, name: str, batch: Batch) -> EncoderOutput:
@@ -169,6 +163,54 @@ def _keep_missing_placeholders(module: nn.Module, state_dict: dict, prefix: str,
     """Load hook: weights saved before placeholders existed keep the current (zero) placeholders."""
     for name, value in [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]:
         state_dict.setdefault(prefix + name, value.detach().clone())
+
+
+def add_missing_modality_rows(batch: Batch, p: float) -> Batch:
+    """Modality dropout as extra rows: each complete row is, with probability p, repeated without its image, else with
+    probability p repeated without its text (never both); the original rows stay as they are.
+
+    Replacing rows instead would take a 2p share of the complete-input training signal away, which costs accuracy on
+    complete inputs; appended rows keep it and cost little, because the image tower still runs once per distinct
+    image (the copies point at the same image through `image_index`) and the copies only add text-tower, fusion and
+    head work. Draws from torch's global CPU generator, which checkpoints save, so resume stays exact.
+
+    Args:
+        batch: a training batch with images and text, B rows.
+        p: per-row probability of each kind of copy, in [0, 0.5].
+
+    Returns:
+        a batch of B + E rows (E ≈ 2pB): the B originals, then the image-less copies, then the text-less copies.
+    """
+    n = len(batch)
+    if p <= 0 or batch.image is None or batch.text_ids is None or n == 0:
+        return batch
+    device = batch.text_ids.device
+    u = torch.rand(n).to(device)  # (B,)
+    every = torch.ones(n, dtype=torch.bool, device=device)  # (B,)
+    image_present = batch.image_present if batch.image_present is not None else every  # (B,)
+    text_present = batch.text_present if batch.text_present is not None else every  # (B,)
+    complete = image_present & text_present  # (B,) a copy never loses the only modality a row has
+    without_image = torch.nonzero(complete & (u < p)).flatten()  # (E1,)
+    without_text = torch.nonzero(complete & (u >= p) & (u < 2 * p)).flatten()  # (E2,)
+    if without_image.numel() + without_text.numel() == 0:
+        return batch
+    rows = torch.cat([torch.arange(n, device=device), without_image, without_text])  # (B + E,)
+    image_index = batch.image_index if batch.image_index is not None else torch.arange(n, device=device)  # (B,)
+    no = torch.zeros  # (E1,) / (E2,) absent flags
+    return Batch(
+        image=batch.image,  # (U, C, H, W) unchanged: copies share their originals' images
+        text_ids=batch.text_ids[rows],  # (B + E, L)
+        text_mask=batch.text_mask[rows] if batch.text_mask is not None else None,
+        label=batch.label[rows] if batch.label is not None else None,
+        index=batch.index[rows] if batch.index is not None else None,
+        image_index=image_index[rows],  # (B + E,)
+        image_present=torch.cat(
+            [image_present, no(len(without_image), dtype=torch.bool, device=device), image_present[without_text]]
+        ),  # fmt: skip
+        text_present=torch.cat(
+            [text_present, text_present[without_image], no(len(without_text), dtype=torch.bool, device=device)]
+        ),  # fmt: skip
+    )
 
 
 def gather_rows(out: EncoderOutput, index: Tensor) -> EncoderOutput:

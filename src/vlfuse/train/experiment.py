@@ -29,7 +29,7 @@ from vlfuse.data.transforms import ImagePreprocessor
 from vlfuse.errors import CheckpointError
 from vlfuse.evaluate.predict import evaluate_split
 from vlfuse.evaluate.report import plot_confusion_matrix, plot_learning_curves, write_report
-from vlfuse.model import build_experiment_model, count_parameters
+from vlfuse.model import add_missing_modality_rows, build_experiment_model, count_parameters
 from vlfuse.tasks import Task, confusion_matrix
 from vlfuse.train.checkpoint import load_model_weights
 from vlfuse.train.distributed import DistContext, init_distributed, shutdown_distributed
@@ -105,6 +105,8 @@ def train_experiment(
         )  # fmt: skip
 
         def loss_fn(m: torch.nn.Module, batch) -> torch.Tensor:
+            if model.modality_dropout > 0:
+                batch = add_missing_modality_rows(batch, model.modality_dropout)  # B → B + E rows
             return task.loss(m(batch), batch.label)
 
         def evaluate_fn(m: torch.nn.Module) -> dict[str, float]:

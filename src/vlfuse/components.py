@@ -4,6 +4,7 @@ Adding a component: create its file, then add its import line here.
 """
 
 import vlfuse.encoders.image.cnn  # noqa: F401
+import vlfuse.encoders.image.efficientnet_lite0  # noqa: F401
 import vlfuse.encoders.image.seed_cnn  # noqa: F401
 import vlfuse.encoders.image.vit  # noqa: F401
 import vlfuse.encoders.text.bow  # noqa: F401

@@ -15,3 +15,8 @@ class DataError(VLFuseError):
 
 class CheckpointError(VLFuseError):
     """A checkpoint or run directory is missing, incomplete or incompatible."""
+
+
+class MissingPackageError(VLFuseError):
+    """An optional package that holds pretrained weights (or a library they need) is not installed; the message
+    names the pip command that installs it."""

@@ -1,0 +1,1 @@
+"""The LLM bridge: a pretrained language model that reads visual tokens (captioning, free-form VQA)."""

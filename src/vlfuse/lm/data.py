@@ -1,0 +1,193 @@
+"""Data for the bridge: images with caption rows (describe the image) and question rows (answer about it).
+
+- easy-VQA: every question with its answer; captions from the colour and shape that the questions and answers give
+  (`vlfuse.data.captions`), for the images where both are known.
+- Fashion-MNIST: captions from the class names (varied templates).
+- A table (CSV / JSONL / Parquet) with an image column and a caption column.
+
+Rows point at a split's unique images by index, so features are computed (and cached) once per image.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from vlfuse.config import DataConfig
+from vlfuse.data.captions import (
+    caption_templates,
+    captioned_images,
+    captioned_table,
+    easy_vqa_caption,
+    image_attributes_easy_vqa,
+)
+from vlfuse.errors import DataError
+from vlfuse.lm.bridge import IGNORE, BridgeBatch, BridgeModel
+
+
+@dataclass
+class BridgeRows:
+    """Prompt → target rows over a split's images.
+
+    Attributes:
+        image_index: (R,) long, row → image.
+        prompts: per row, the text after the visual tokens (a question, or the caption instruction).
+        targets: per row, the text the LM should write (an answer, a caption).
+    """
+
+    image_index: Tensor
+    prompts: list[str]
+    targets: list[str]
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+    def select(self, rows: np.ndarray | list[int]) -> BridgeRows:
+        rows = [int(r) for r in rows]
+        return BridgeRows(self.image_index[rows], [self.prompts[r] for r in rows], [self.targets[r] for r in rows])
+
+
+@dataclass
+class BridgeSplit:
+    """One split: its unique images, caption rows, question rows, and what is known about each image."""
+
+    name: str
+    images: Tensor  # (M, C, H, W) uint8
+    image_sources: list[str]
+    captions: BridgeRows
+    questions: BridgeRows
+    attributes: list[dict[str, str]] = field(default_factory=list)  # per image; {} where unknown
+
+    def rows(self, task: str) -> BridgeRows:
+        return self.captions if task == "caption" else self.questions
+
+    def split_by_image(self, fraction: float, seed: int) -> tuple[BridgeSplit, BridgeSplit]:
+        """(rest, held out): `fraction` of the images, with all their rows, held out (for validation)."""
+        order = np.random.default_rng(seed).permutation(len(self.images))
+        held = set(order[: max(1, math.floor(fraction * len(self.images)))].tolist())
+        return self._subset([i for i in range(len(self.images)) if i not in held]), self._subset(sorted(held))
+
+    def _subset(self, keep: list[int]) -> BridgeSplit:
+        remap = torch.full((len(self.images),), -1, dtype=torch.long)
+        remap[keep] = torch.arange(len(keep))
+
+        def rows(r: BridgeRows) -> BridgeRows:
+            chosen = np.flatnonzero((remap[r.image_index] >= 0).numpy())
+            sub = r.select(chosen)
+            sub.image_index = remap[sub.image_index]
+            return sub
+
+        return BridgeSplit(
+            self.name, self.images[keep], [self.image_sources[i] for i in keep], rows(self.captions),
+            rows(self.questions), [self.attributes[i] for i in keep] if self.attributes else [],
+        )  # fmt: skip
+
+
+def load_bridge_split(cfg: DataConfig, split: str, caption_prompt: str, *, n_templates: int = 3) -> BridgeSplit:
+    """Caption and question rows of a built-in split or a table (`cfg.name` or `cfg.path`).
+
+    Args:
+        cfg: data section (name or table path, image size, channels).
+        split: "train" or "test" (a table has only "train": split it by image).
+        caption_prompt: the instruction that asks for a caption.
+        n_templates: easy-VQA: how many caption phrasings per image (the first is the canonical "a red circle").
+    """
+    if cfg.name == "easy-vqa":
+        from vlfuse.data.builtin import easy_vqa
+
+        raw = easy_vqa.load(split, cfg)
+        ids = [int(s.rsplit("/", 1)[1]) for s in raw.image_sources]
+        known = image_attributes_easy_vqa(split)
+        attributes = [dict(known.get(i, {})) for i in ids]  # {"color", "shape"} or {}
+        templates = caption_templates("easy-vqa", "train")[:n_templates]  # the first is canonical: "a red circle"
+        cap_rows, cap_targets = [], []
+        for pos, attrs in enumerate(attributes):
+            if attrs.get("color") and attrs.get("shape"):
+                for template in templates:
+                    cap_rows.append(pos)
+                    cap_targets.append(easy_vqa_caption(attrs["color"], attrs["shape"], template))
+        captions = BridgeRows(torch.tensor(cap_rows, dtype=torch.long), [caption_prompt] * len(cap_rows), cap_targets)
+        questions = BridgeRows(raw.image_index, [t[0] for t in raw.texts], list(raw.labels))
+        return BridgeSplit(f"easy-vqa:{split}", raw.images, raw.image_sources, captions, questions, attributes)
+    if cfg.name is not None:
+        source = captioned_images(cfg.name, split, cfg)
+    elif cfg.path is not None:
+        if split != "train":
+            raise DataError(f"{cfg.path}: a caption table has one split; hold out images with split_by_image")
+        source = captioned_table(cfg.path, cfg)
+    else:
+        raise DataError("data: set data.name (a built-in) or data.path (a table with an image and a caption column)")
+    rows = [(i, c) for i, caps in enumerate(source.captions) for c in caps]
+    captions = BridgeRows(
+        torch.tensor([i for i, _ in rows], dtype=torch.long), [caption_prompt] * len(rows), [c for _, c in rows]
+    )
+    empty = BridgeRows(torch.zeros(0, dtype=torch.long), [], [])
+    return BridgeSplit(source.file, source.images, source.image_sources, captions, empty, source.attributes)
+
+
+class BridgeLoader:
+    """Batches of (visual tokens, prompt + target ids) for the bridge, shuffled per epoch.
+
+    Args:
+        rows: the rows to serve.
+        visual: (M, N, D) cached visual tokens of the rows' images.
+        model: the bridge (its tokenizer builds the ids; each distinct prompt / target is tokenized once).
+        batch_size: rows per batch.
+        shuffle: reshuffle every epoch (seeded by `seed` and the epoch, so resume is exact).
+        rows_per_epoch: serve a fresh random subset of this many rows each epoch (None: all rows).
+        seed: shuffling seed.
+    """
+
+    def __init__(
+        self,
+        rows: BridgeRows,
+        visual: Tensor,
+        model: BridgeModel,
+        *,
+        batch_size: int,
+        shuffle: bool = True,
+        rows_per_epoch: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        if len(rows) == 0:
+            raise DataError("the bridge has no rows to train or evaluate on for this stage (no captions/questions)")
+        self.rows, self.visual, self.batch_size = rows, visual, batch_size
+        self.shuffle, self.seed, self.epoch = shuffle, seed, 0
+        self.rows_per_epoch = min(rows_per_epoch or len(rows), len(rows))
+        prompt_ids = {p: model.encode_prompt(p) for p in set(rows.prompts)}
+        target_ids = {t: model.encode_target(t) for t in set(rows.targets)}
+        self.prompt_ids = [prompt_ids[p] for p in rows.prompts]
+        self.target_ids = [target_ids[t] for t in rows.targets]
+        self.pad_id = model.pad_id
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return math.ceil(self.rows_per_epoch / self.batch_size)
+
+    def __iter__(self):
+        n = len(self.rows)
+        if self.shuffle:
+            order = np.random.default_rng([self.seed, self.epoch]).permutation(n)[: self.rows_per_epoch]
+        else:
+            order = np.arange(self.rows_per_epoch)
+        for start in range(0, len(order), self.batch_size):
+            yield self.collate(order[start : start + self.batch_size])
+
+    def collate(self, rows: np.ndarray) -> BridgeBatch:
+        seqs = [self.prompt_ids[r] + self.target_ids[r] for r in rows]
+        length = max(map(len, seqs))
+        ids = torch.full((len(rows), length), self.pad_id, dtype=torch.long)  # (B, L)
+        labels = torch.full((len(rows), length), IGNORE, dtype=torch.long)  # (B, L)
+        mask = torch.zeros(len(rows), length, dtype=torch.bool)  # (B, L)
+        for b, r in enumerate(rows):
+            p, t = self.prompt_ids[r], self.target_ids[r]
+            ids[b, : len(p) + len(t)] = torch.tensor(p + t)
+            labels[b, len(p) : len(p) + len(t)] = torch.tensor(t)
+            mask[b, : len(p) + len(t)] = True
+        return BridgeBatch(self.visual[self.rows.image_index[rows]], ids, mask, labels)  # visual (B, N, D)

@@ -9,6 +9,7 @@ import vlfuse.encoders.image.seed_cnn  # noqa: F401
 import vlfuse.encoders.image.vit  # noqa: F401
 import vlfuse.encoders.text.bow  # noqa: F401
 import vlfuse.encoders.text.gru  # noqa: F401
+import vlfuse.encoders.text.minilm  # noqa: F401
 import vlfuse.encoders.text.seed_lstm  # noqa: F401
 import vlfuse.encoders.text.transformer  # noqa: F401
 import vlfuse.fusion.attention  # noqa: F401

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from vlfuse.data.text import TextTokenizer
 from vlfuse.registry import TEXT_ENCODERS, Registry
 
 VOCAB, PAD, MAX_LEN = 20, 0, 8
@@ -17,10 +18,17 @@ def tiny(registry: Registry, name: str, **overrides):
     return registry.parse(raw, "test")
 
 
+def vocab_for(cfg) -> int:
+    """VOCAB, or a pretrained encoder's own vocabulary size (ids 1..19 exist in it too)."""
+    if hasattr(cfg, "pretrained_tokenizer"):
+        return TextTokenizer.pretrained(cfg.pretrained_tokenizer(), max_length=MAX_LEN).vocab_size
+    return VOCAB
+
+
 def build(name: str, **overrides) -> nn.Module:
     torch.manual_seed(0)
     cfg = tiny(TEXT_ENCODERS, name, **overrides)
-    return TEXT_ENCODERS.build(cfg, vocab_size=VOCAB, pad_id=PAD, max_length=MAX_LEN)
+    return TEXT_ENCODERS.build(cfg, vocab_size=vocab_for(cfg), pad_id=PAD, max_length=MAX_LEN)
 
 
 def padded_batch(lengths: list[int], length: int = MAX_LEN) -> tuple[torch.Tensor, torch.Tensor]:
@@ -112,6 +120,24 @@ def test_bow_pooling_is_the_masked_mean_and_max():
     assert torch.equal(out.pooled[1], torch.zeros(enc.out_dim))
 
 
+def test_minilm_reads_its_own_tokenizer_and_embeds_paraphrases_closer(tmp_path):
+    cfg = TEXT_ENCODERS.parse("minilm", "test")
+    tokenizer = TextTokenizer.pretrained(cfg.pretrained_tokenizer(), max_length=16)
+    ids, mask = tokenizer.encode(["a red circle", "a circle that is red", "an ankle boot"])
+    assert ids[0, 0] == tokenizer._tok.token_to_id("[CLS]") and tokenizer.pad_id == 0
+    assert tokenizer.tokenize("Ankle Boot") == ["ankle", "boot"]  # MiniLM's WordPiece lower-cases itself
+    enc = TEXT_ENCODERS.build(cfg, vocab_size=tokenizer.vocab_size, pad_id=tokenizer.pad_id, max_length=16)
+    assert not any(p.requires_grad for p in enc.parameters())  # frozen by default
+    with torch.no_grad():
+        pooled = torch.nn.functional.normalize(enc.train()(ids, mask).pooled, dim=-1)  # frozen: no dropout either
+    similar, different = pooled[0] @ pooled[1], pooled[0] @ pooled[2]
+    assert similar > different + 0.2, (similar, different)
+    tokenizer.save(tmp_path / "tok.json")
+    assert torch.equal(TextTokenizer.load(tmp_path / "tok.json").encode(["a red circle"])[0], ids[:1])
+    with pytest.raises(Exception, match="vocabulary"):
+        TEXT_ENCODERS.build(cfg, vocab_size=100, pad_id=0, max_length=16)
+
+
 def test_transformer_rejects_text_longer_than_max_length():
     enc = build("transformer")
     with pytest.raises(ValueError, match="max_length"):
@@ -120,7 +146,8 @@ def test_transformer_rejects_text_longer_than_max_length():
 
 @pytest.mark.parametrize("name", TEXT_ENCODERS.names())
 def test_default_config_builds(name):
-    enc = TEXT_ENCODERS.build(TEXT_ENCODERS.parse(name, "test"), vocab_size=VOCAB, pad_id=PAD, max_length=MAX_LEN)
+    cfg = TEXT_ENCODERS.parse(name, "test")
+    enc = TEXT_ENCODERS.build(cfg, vocab_size=vocab_for(cfg), pad_id=PAD, max_length=MAX_LEN)
     ids, mask = padded_batch([8, 2])
     with torch.no_grad():
         out = enc.eval()(ids, mask)

@@ -1,6 +1,7 @@
 """Text cleaning and a small trainable tokenizer (word-level or BPE) built on HF `tokenizers`.
 
-Special tokens have fixed ids: [PAD]=0, [UNK]=1, [SEP]=2 ([SEP] joins the text columns of one row).
+Special tokens: [PAD]=0, [UNK]=1, [SEP]=2 in vocabularies trained here ([SEP] joins the text columns of one row);
+a pretrained tokenizer (kind "pretrained", e.g. MiniLM's WordPiece) keeps its own ids and wraps rows in [CLS] … [SEP].
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from vlfuse.errors import DataError
 
 log = logging.getLogger(__name__)
 
-PAD, UNK, SEP = "[PAD]", "[UNK]", "[SEP]"
+PAD, UNK, SEP, CLS = "[PAD]", "[UNK]", "[SEP]", "[CLS]"
 SPECIAL_TOKENS = [PAD, UNK, SEP]  # ids 0, 1, 2 in this order
 _FORMAT = "vlfuse-tokenizer"
 _VERSION = 1
@@ -58,14 +59,20 @@ class TextTokenizer:
         self,
         tokenizer: Tokenizer,
         *,
-        kind: Literal["word", "bpe"],
+        kind: Literal["word", "bpe", "pretrained"],
         lowercase: bool,
         strip_punctuation: bool,
         max_length: int,
     ) -> None:
-        for expected_id, token in enumerate(SPECIAL_TOKENS):
-            if tokenizer.token_to_id(token) != expected_id:
-                raise DataError(f"tokenizer must map {token} to id {expected_id}, got {tokenizer.token_to_id(token)}")
+        if kind == "pretrained":  # a pretrained model's own vocabulary: the special tokens exist, at its ids
+            missing = [t for t in SPECIAL_TOKENS if tokenizer.token_to_id(t) is None]
+            if missing:
+                raise DataError(f"pretrained tokenizer lacks the special token(s) {', '.join(missing)}")
+        else:
+            for expected_id, token in enumerate(SPECIAL_TOKENS):
+                if tokenizer.token_to_id(token) != expected_id:
+                    got = tokenizer.token_to_id(token)
+                    raise DataError(f"tokenizer must map {token} to id {expected_id}, got {got}")
         if max_length < 1:
             raise DataError(f"tokenizer max_length must be at least 1, got {max_length}")
         self._tok = tokenizer
@@ -73,6 +80,24 @@ class TextTokenizer:
         self.lowercase = lowercase
         self.strip_punctuation = strip_punctuation
         self._max_length = max_length
+        self._pad, self._unk, self._sep = (tokenizer.token_to_id(t) for t in SPECIAL_TOKENS)
+        cls_id = tokenizer.token_to_id(CLS) if kind == "pretrained" else None
+        # BERT-style pretrained encoders read [CLS] text [SEP]; our own vocabularies add nothing
+        self._open, self._close = ([cls_id], [self._sep]) if cls_id is not None else ([], [])
+
+    @classmethod
+    def pretrained(cls, path: str | Path, *, max_length: int) -> TextTokenizer:
+        """A pretrained model's tokenizer (its tokenizer.json, e.g. MiniLM's WordPiece) with vlfuse's interface.
+
+        The HF tokenizer does its own normalisation (MiniLM lower-cases), so vlfuse's cleaning only tidies spaces.
+        """
+        try:
+            tok = Tokenizer.from_file(str(path))
+        except Exception as err:  # the Rust side raises plain Exception subclasses
+            raise DataError(f"'{path}' is not a readable HF tokenizer.json: {err}") from None
+        tok.no_padding()  # vlfuse pads and truncates itself
+        tok.no_truncation()
+        return cls(tok, kind="pretrained", lowercase=False, strip_punctuation=False, max_length=max_length)
 
     @classmethod
     def train(
@@ -110,15 +135,15 @@ class TextTokenizer:
 
     @property
     def pad_id(self) -> int:
-        return 0
+        return self._pad
 
     @property
     def unk_id(self) -> int:
-        return 1
+        return self._unk
 
     @property
     def sep_id(self) -> int:
-        return 2
+        return self._sep
 
     @property
     def vocab_size(self) -> int:
@@ -165,7 +190,8 @@ class TextTokenizer:
                     seq.extend(lookup[cell])
                     if len(seq) >= length:
                         break
-                seq = seq[:length] or [self.unk_id]
+                room = length - len(self._open) - len(self._close)
+                seq = self._open + (seq[:room] or [self.unk_id]) + self._close
                 seq = padded[key] = seq + [self.pad_id] * (length - len(seq))
             out.append(seq)
         ids = torch.tensor(out, dtype=torch.long).reshape(len(rows), length)  # (N, L)

@@ -32,6 +32,9 @@ IGNORE = -100  # label id that the loss skips
 class ProjectorConfig(Section):
     kind: Literal["linear", "mlp"] = "mlp"  # mlp: Linear → GELU → Linear (LLaVA-1.5 style)
     hidden: int | None = Field(None, ge=1)  # MLP width (None: the LM's hidden width)
+    # average-pool a square grid of visual tokens (e.g. 4 × 4) down to grid × grid first: fewer LM positions per
+    # sample (the LM's cost grows with them); None keeps every token
+    grid: int | None = Field(None, ge=1)
 
 
 class LoraConfig(Section):
@@ -75,6 +78,7 @@ class Projector(nn.Module):
 
     def __init__(self, cfg: ProjectorConfig, visual_dim: int, lm_dim: int) -> None:
         super().__init__()
+        self.grid = cfg.grid
         self.norm = nn.LayerNorm(visual_dim)  # cached features of a frozen tower have arbitrary scale
         if cfg.kind == "linear":
             self.net: nn.Module = nn.Linear(visual_dim, lm_dim)
@@ -83,7 +87,21 @@ class Projector(nn.Module):
             self.net = nn.Sequential(nn.Linear(visual_dim, hidden), nn.GELU(), nn.Linear(hidden, lm_dim))
 
     def forward(self, visual: Tensor) -> Tensor:
+        if self.grid is not None:
+            visual = pool_grid(visual, self.grid)  # (B, grid², D_v)
         return self.net(self.norm(visual))  # (B, N, H)
+
+
+def pool_grid(tokens: Tensor, grid: int) -> Tensor:
+    """Average-pool row-major square-grid tokens (B, S·S, D) to (B, grid·grid, D); fewer tokens pass unchanged."""
+    b, n, d = tokens.shape
+    side = round(n**0.5)
+    if side * side != n:
+        raise ValueError(f"projector.grid needs a square grid of visual tokens, got {n}")
+    if side <= grid:
+        return tokens
+    maps = tokens.transpose(1, 2).reshape(b, d, side, side)  # (B, D, S, S)
+    return F.adaptive_avg_pool2d(maps, grid).flatten(2).transpose(1, 2)  # (B, grid², D)
 
 
 class BridgeModel(nn.Module):

@@ -71,7 +71,7 @@ def _prefill(lm, embeds: Tensor, mask: Tensor):
     positions = (mask.cumsum(1) - 1).clamp(min=0)  # (B, T) left padding: real tokens start at 0
     cache = DynamicCache()
     out = lm(
-        inputs_embeds=embeds, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True,
+        inputs_embeds=embeds, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True,
         logits_to_keep=1,
     )  # fmt: skip
     return out.logits[:, -1].float(), cache, mask, positions[:, -1:]  # (B, V), cache, (B, T), (B, 1)
@@ -80,7 +80,7 @@ def _prefill(lm, embeds: Tensor, mask: Tensor):
 def _step(lm, tokens: Tensor, cache, mask: Tensor, position: Tensor) -> Tensor:
     """Feed one token per row (B,); returns the next logits (B, V)."""
     out = lm(
-        input_ids=tokens[:, None], attention_mask=mask, position_ids=position, past_key_values=cache, use_cache=True,
+        input_ids=tokens[:, None], attention_mask=mask, position_ids=position, cache=cache, use_cache=True,
         logits_to_keep=1,
     )  # fmt: skip
     return out.logits[:, -1].float()

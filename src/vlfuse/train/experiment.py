@@ -25,6 +25,7 @@ import torch
 from vlfuse.config import ExperimentConfig, save_config
 from vlfuse.data.dataset import PreparedData, prepare_data
 from vlfuse.data.loader import BatchLoader
+from vlfuse.data.text import TextTokenizer
 from vlfuse.data.transforms import ImagePreprocessor
 from vlfuse.errors import CheckpointError
 from vlfuse.evaluate.predict import evaluate_split
@@ -44,6 +45,14 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise RuntimeError(f"train.device={name} but CUDA is not available on this machine")
     return torch.device(name)
+
+
+def pretrained_tokenizer_for(cfg: ExperimentConfig) -> TextTokenizer | None:
+    """The tokenizer a pretrained text encoder (e.g. minilm) reads, or None: train one on the data."""
+    encoder = cfg.model.text_encoder
+    if encoder is None or not hasattr(encoder, "pretrained_tokenizer"):
+        return None
+    return TextTokenizer.pretrained(encoder.pretrained_tokenizer(), max_length=cfg.data.max_text_length)
 
 
 def model_for_data(cfg: ExperimentConfig, data: PreparedData, task: Task) -> torch.nn.Module:
@@ -87,7 +96,7 @@ def train_experiment(
         torch.set_num_threads(cfg.train.threads or max(1, (os.cpu_count() or 1) // dist_ctx.world_size))
         if dist_ctx.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
-        data = prepare_data(cfg.data, seed=cfg.seed)
+        data = prepare_data(cfg.data, seed=cfg.seed, tokenizer=pretrained_tokenizer_for(cfg))
         prep_seconds = time.perf_counter() - started
         if dist_ctx.is_main and not resume:
             write_run_metadata(run_dir, cfg, data)

@@ -112,6 +112,9 @@ class TrainConfig(Section):
     threads: int | None = Field(None, ge=1)  # torch intra-op threads; None = all cores (÷ processes)
     device: str = "auto"  # auto | cpu | cuda
     log_every: int = Field(20, ge=1)  # steps between TensorBoard train-loss points
+    # a frozen pretrained image tower (e.g. efficientnet_lite0 with frozen: true) is run once per image and its
+    # features cached on disk (vlfuse.features); epochs then read them (no image augmentation in that case)
+    cache_features: bool = True
 
 
 class ExperimentConfig(Section):

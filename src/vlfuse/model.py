@@ -65,10 +65,13 @@ class MultimodalModel(nn.Module):
         image_present, text_present = self._presence(batch)  # (B,) bool each, or None: every row has it
         image = text = None
         if self.image_encoder is not None:
-            if batch.image is None:
+            if batch.image is None and batch.image_tokens is None:
                 image = self._all_missing("image", batch)  # tokens (B, 1, D), pooled (B, D)
             else:
-                image = self.image_encoder(batch.image)  # per distinct image: tokens (U, N, D), pooled (U, D)
+                if batch.image_tokens is not None:  # cached features of a frozen tower: tokens (U, N, D), pooled (U, D)
+                    image = EncoderOutput(tokens=batch.image_tokens, pooled=batch.image_pooled)
+                else:
+                    image = self.image_encoder(batch.image)  # per distinct image: tokens (U, N, D), pooled (U, D)
                 if batch.image_index is not None:
                     image = gather_rows(image, batch.image_index)  # tokens (B, N, D), pooled (B, D)
                 if image_present is not None:
@@ -182,7 +185,7 @@ def add_missing_modality_rows(batch: Batch, p: float) -> Batch:
         a batch of B + E rows (E ≈ 2pB): the B originals, then the image-less copies, then the text-less copies.
     """
     n = len(batch)
-    if p <= 0 or batch.image is None or batch.text_ids is None or n == 0:
+    if p <= 0 or (batch.image is None and batch.image_tokens is None) or batch.text_ids is None or n == 0:
         return batch
     device = batch.text_ids.device
     u = torch.rand(n).to(device)  # (B,)
@@ -199,6 +202,8 @@ def add_missing_modality_rows(batch: Batch, p: float) -> Batch:
     no = torch.zeros  # (E1,) / (E2,) absent flags
     return Batch(
         image=batch.image,  # (U, C, H, W) unchanged: copies share their originals' images
+        image_tokens=batch.image_tokens,  # (U, N, D) likewise, when the image features are cached
+        image_pooled=batch.image_pooled,
         text_ids=batch.text_ids[rows],  # (B + E, L)
         text_mask=batch.text_mask[rows] if batch.text_mask is not None else None,
         label=batch.label[rows] if batch.label is not None else None,

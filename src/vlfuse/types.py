@@ -48,6 +48,9 @@ class Batch:
         image_present: (B,) bool, False for rows whose image is missing (the model's learned placeholder stands in;
             the row's pixels are ignored); None means every row has its image.
         text_present: (B,) bool, False for rows whose text is missing (likewise); None means every row has text.
+        image_tokens: (U, N, D) cached features of the batch's distinct images from a frozen image tower, used
+            instead of running it (`image` is then None); None: the tower runs on `image`.
+        image_pooled: (U, D) the pooled cached features, alongside `image_tokens`.
     """
 
     image: Tensor | None
@@ -58,6 +61,8 @@ class Batch:
     image_index: Tensor | None = None
     image_present: Tensor | None = None
     text_present: Tensor | None = None
+    image_tokens: Tensor | None = None
+    image_pooled: Tensor | None = None
 
     def to(self, device: torch.device | str) -> Batch:
         moved = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -65,7 +70,7 @@ class Batch:
 
     def __len__(self) -> int:
         for ref in (self.image_index, self.text_ids, self.label, self.index, self.image, self.image_present,
-                    self.text_present):  # fmt: skip
+                    self.text_present, self.image_tokens):  # fmt: skip
             if ref is not None:
                 return ref.shape[0]
         return 0

@@ -20,6 +20,7 @@ from vlfuse.config import DataConfig
 from vlfuse.data.labels import encode_labels
 from vlfuse.data.text import TextTokenizer
 from vlfuse.errors import DataError
+from vlfuse.types import EncoderOutput
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +116,9 @@ class SplitData:
     texts: list[str]
     image_sources: list[str]
     source_rows: list[int]
+    # a frozen image tower's cached features of each unique image (tokens (M, N, D), pooled (M, D)); when set, batches
+    # carry these instead of pixels. Attached after preparation (`vlfuse.features`); `subset` drops them.
+    image_features: EncoderOutput | None = None
 
     def __len__(self) -> int:
         return len(self.source_rows)

@@ -98,10 +98,14 @@ class BatchLoader:
 
     def make_batch(self, rows: torch.Tensor) -> Batch:
         split = self.split
-        image = image_index = None
+        image = image_index = image_tokens = image_pooled = None
         if split.images is not None:
             unique, image_index = torch.unique(split.image_index[rows], return_inverse=True)  # (U,), (B,)
-            image = self.preprocess(split.images[unique])  # (U, C, H, W)
+            if split.image_features is not None:  # a frozen tower's cached features: no pixels, no augmentation
+                image_tokens = split.image_features.tokens[unique]  # (U, N, D)
+                image_pooled = split.image_features.pooled[unique]  # (U, D)
+            else:
+                image = self.preprocess(split.images[unique])  # (U, C, H, W)
         text_ids = text_mask = None
         if split.token_ids is not None:
             mask = split.token_mask[rows]  # (B, L)
@@ -110,7 +114,7 @@ class BatchLoader:
             text_mask = mask[:, :length]  # (B, L')
         label = split.labels[rows] if split.labels is not None else None
         return Batch(image=image, text_ids=text_ids, text_mask=text_mask, label=label, index=rows,
-                     image_index=image_index)  # fmt: skip
+                     image_index=image_index, image_tokens=image_tokens, image_pooled=image_pooled)  # fmt: skip
 
 
 def _rank_chunk(rows: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:

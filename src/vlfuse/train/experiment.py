@@ -30,6 +30,7 @@ from vlfuse.data.transforms import ImagePreprocessor
 from vlfuse.errors import CheckpointError
 from vlfuse.evaluate.predict import evaluate_split
 from vlfuse.evaluate.report import plot_confusion_matrix, plot_learning_curves, write_report
+from vlfuse.features import cached_features
 from vlfuse.model import add_missing_modality_rows, build_experiment_model, count_parameters
 from vlfuse.tasks import Task, confusion_matrix
 from vlfuse.train.checkpoint import load_model_weights
@@ -53,6 +54,22 @@ def pretrained_tokenizer_for(cfg: ExperimentConfig) -> TextTokenizer | None:
     if encoder is None or not hasattr(encoder, "pretrained_tokenizer"):
         return None
     return TextTokenizer.pretrained(encoder.pretrained_tokenizer(), max_length=cfg.data.max_text_length)
+
+
+def attach_cached_features(cfg: ExperimentConfig, model: torch.nn.Module, data: PreparedData) -> None:
+    """With a frozen, cacheable image tower and train.cache_features, give every split its cached image features,
+    so no epoch (or evaluation) runs the tower again; see `vlfuse.features`."""
+    encoder = getattr(model, "image_encoder", None)
+    if not cfg.train.cache_features or encoder is None or not getattr(encoder, "frozen", False):
+        return
+    if not hasattr(encoder, "cache_key"):
+        return
+    if cfg.data.augment.model_dump(exclude_defaults=True):
+        log.info("image augmentation is off: the frozen image tower reads cached features (train.cache_features)")
+    preprocess = ImagePreprocessor(cfg.data, augment=False)
+    for split in (data.train, data.val, data.test):
+        if split is not None and split.images is not None:
+            split.image_features = cached_features(encoder, split.images, preprocess)
 
 
 def model_for_data(cfg: ExperimentConfig, data: PreparedData, task: Task) -> torch.nn.Module:
@@ -106,6 +123,7 @@ def train_experiment(
         task = Task(data.task, len(data.label_names), cfg.train.label_smoothing)
         torch.manual_seed(cfg.seed)
         model = model_for_data(cfg, data, task).to(device)
+        attach_cached_features(cfg, model, data)
         train_prep = ImagePreprocessor(cfg.data, augment=True)
         eval_prep = ImagePreprocessor(cfg.data, augment=False)
         loader = BatchLoader(

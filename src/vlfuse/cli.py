@@ -45,6 +45,10 @@ def train(
     from vlfuse.train.progress import ProgressBar
 
     _setup_logging(verbose)
+    source = resume / "config.yaml" if resume is not None else config
+    if source is not None and _config_task(source) == "bridge":
+        _train_bridge(source, set_, run_dir or resume or default_run_dir(source), resume is not None, overwrite)
+        return
     if resume is not None:
         target = resume
         cfg = load_config(resume / "config.yaml", set_ or None)
@@ -79,6 +83,36 @@ def train(
         return
     _print_metrics(summary["metrics"])
     console.print(f"run directory: [bold]{target}[/bold]  (report: {target / 'report.md'})")
+
+
+def _config_task(path: Path) -> str | None:
+    """The top-level `task` key of a config file (None when absent or unreadable: load_config reports it)."""
+    import yaml
+
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    return raw.get("task") if isinstance(raw, dict) else None
+
+
+def _train_bridge(config: Path, set_: list[str] | None, target: Path, resume: bool, overwrite: bool) -> None:
+    """`vlfuse train` for a `task: bridge` config: train the stages, then print the test metrics."""
+    import yaml
+
+    from vlfuse.config import ConfigError, apply_overrides
+    from vlfuse.lm.experiment import BridgeExperimentConfig, train_bridge
+
+    raw = apply_overrides(yaml.safe_load(Path(config).read_text()), set_ or [])
+    try:
+        cfg = BridgeExperimentConfig.model_validate(raw)
+    except ValueError as err:
+        raise ConfigError(f"{config}: {err}") from None
+    summary = train_bridge(cfg, target, resume=resume, overwrite=overwrite)
+    for task, values in summary["test"].items():
+        shown = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in values.items())
+        console.print(f"test {task}: {shown}")
+    console.print(f"trained in {summary['train_seconds']} s; run directory: [bold]{target}[/bold]")
 
 
 def _print_metrics(metrics: dict[str, dict[str, float]]) -> None:

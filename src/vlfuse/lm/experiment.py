@@ -86,7 +86,7 @@ def build_bridge(cfg: BridgeExperimentConfig) -> tuple[BridgeModel, torch.nn.Mod
     return BridgeModel(cfg.bridge, lm, tokenizer, visual_dim=encoder.token_dim), encoder.eval()
 
 
-def _features(encoder: torch.nn.Module, split: BridgeSplit, cfg: BridgeExperimentConfig) -> torch.Tensor:
+def split_features(encoder: torch.nn.Module, split: BridgeSplit, cfg: BridgeExperimentConfig) -> torch.Tensor:
     return cached_features(encoder, split.images, ImagePreprocessor(cfg.data, augment=False)).tokens  # (M, N, D)
 
 
@@ -110,7 +110,7 @@ def train_bridge(
     check_stage_tasks(cfg, full_train)
     train, val = full_train.split_by_image(cfg.eval.val_fraction, cfg.seed)
     feature_start = time.perf_counter()
-    train_visual, val_visual = _features(encoder, train, cfg), _features(encoder, val, cfg)
+    train_visual, val_visual = split_features(encoder, train, cfg), split_features(encoder, val, cfg)
     feature_seconds = time.perf_counter() - feature_start
 
     stage_records = []
@@ -147,7 +147,7 @@ def train_bridge(
     save_model_weights(model, run_dir / "bridge.safetensors", {"format": "vlfuse-bridge"})
 
     test = load_bridge_split(cfg.data, "test", cfg.caption_prompt, n_templates=1)
-    test_visual = _features(encoder, test, cfg)
+    test_visual = split_features(encoder, test, cfg)
     test_metrics, samples = evaluate_test(model, encoder, cfg, test, test_visual)
     summary = {
         "train_seconds": round(train_seconds, 1),

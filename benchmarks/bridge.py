@@ -41,8 +41,10 @@ def tokens_per_second(bridge, images, prompts, new_tokens: int) -> dict:
         timings["ours"].append(time.perf_counter() - start)
         start = time.perf_counter()
         with torch.inference_mode():
-            theirs = lm.generate(inputs_embeds=embeds, attention_mask=mask, max_new_tokens=new_tokens,
-                                 min_new_tokens=new_tokens, do_sample=False, pad_token_id=bridge.model.pad_id)  # fmt: skip
+            theirs = lm.generate(
+                inputs_embeds=embeds, attention_mask=mask, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+                do_sample=False, pad_token_id=bridge.model.pad_id,
+            )  # fmt: skip
         timings["transformers"].append(time.perf_counter() - start)
     produced = len(images) * new_tokens
     assert all(len(row) == new_tokens for row in ours) and theirs.shape[1] >= new_tokens

@@ -89,13 +89,16 @@ async def _explain_empty_form(request: Request) -> None:
             f"the body is {content_type.split(';')[0]}; expected "
             "multipart/form-data with an 'image' file and/or a 'text' field",
         )
-    sent_body = request.headers.get("content-length", "0") != "0" or "transfer-encoding" in request.headers
-    if sent_body and not await request.form():
+    size = request.headers.get("content-length", "")
+    boundary = content_type.partition("boundary=")[2].strip('"')
+    sent_body = (size.isdigit() and int(size) > 0) or "transfer-encoding" in request.headers
+    empty_form = size.isdigit() and int(size) <= len(boundary) + 8  # just the closing delimiter: --BOUNDARY--\r\n
+    if sent_body and not empty_form and not await request.form():
         raise ApiError(
             400,
             "malformed_body",
-            "the multipart/form-data body holds no complete field (check the "
-            "boundary and the closing delimiter); expected an 'image' file and/or a 'text' field",
+            "the multipart/form-data body holds no complete field (check the boundary and the closing delimiter); "
+            "expected an 'image' file and/or a 'text' field",
         )
 
 

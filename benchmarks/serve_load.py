@@ -69,7 +69,7 @@ class Server:
         self.argv = argv + ["--log-level", "warning", *extra]
         self.proc = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
-    async def wait_ready(self, session: aiohttp.ClientSession, timeout: float = 300) -> None:
+    async def wait_ready(self, session: aiohttp.ClientSession, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -159,7 +159,7 @@ async def measure(args: argparse.Namespace) -> dict:
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
         server = Server(args.run, args.backend, [])
         try:
-            await server.wait_ready(session)
+            await server.wait_ready(session, args.startup_timeout)
             await load_phase(session, server.url, bodies, clients=1, seconds=args.warmup, expected=None)  # warm-up
             sequential = await load_phase(
                 session, server.url, bodies, clients=1, seconds=args.sequential_seconds, expected=None
@@ -176,7 +176,7 @@ async def measure(args: argparse.Namespace) -> dict:
         if args.no_batching_seconds > 0:
             server = Server(args.run, args.backend, ["--max-batch", "1"])
             try:
-                await server.wait_ready(session)
+                await server.wait_ready(session, args.startup_timeout)
                 await load_phase(session, server.url, bodies, clients=1, seconds=args.warmup, expected=None)
                 no_batching = await load_phase(
                     session, server.url, bodies, clients=args.clients, seconds=args.no_batching_seconds,
@@ -211,6 +211,7 @@ def main() -> None:
     parser.add_argument("--sequential-seconds", type=float, default=15)
     parser.add_argument("--no-batching-seconds", type=float, default=15, help="0 skips that phase")
     parser.add_argument("--warmup", type=float, default=2)
+    parser.add_argument("--startup-timeout", type=float, default=300, help="seconds to wait for each server")
     parser.add_argument("--note", default="", help="recorded in the results, e.g. the machine's load")
     parser.add_argument("--out", default="benchmarks/results/serve_load.json")
     args = parser.parse_args()

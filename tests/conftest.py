@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -50,3 +51,18 @@ def tiny_table(tmp_path):
         }
 
     return make
+
+
+@pytest.fixture(scope="session")
+def tiny_run_dir(tmp_path_factory) -> Path:
+    """A tiny easy-VQA run, trained once per session (1 epoch, with modality dropout so either input may be missing);
+    shared by the serving and export tests."""
+    from vlfuse.api import train
+
+    torch.set_num_threads(1)
+    config = copy.deepcopy(TINY_VQA)
+    config["train"]["epochs"] = 1
+    config["model"]["modality_dropout"] = 0.15
+    run_dir = tmp_path_factory.mktemp("tiny-run") / "run"
+    train(config, run_dir=run_dir)
+    return run_dir

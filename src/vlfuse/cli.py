@@ -309,6 +309,48 @@ def caption(
         print(json.dumps({"image": str(path), "caption": text}) if json_ else f"{path}: {text}")
 
 
+@app.command()
+def serve(
+    run: Annotated[Path, typer.Argument(help="run directory (or an ONNX export folder with --backend onnx)")],
+    host: Annotated[str, typer.Option(help="interface to listen on (0.0.0.0: every interface)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    backend: Annotated[str, typer.Option(help="torch, onnx or onnx-int8 (onnx: after `vlfuse export`)")] = "torch",
+    max_upload_bytes: Annotated[int, typer.Option(help="largest image file in bytes")] = 5 * 1024 * 1024,
+    max_pixels: Annotated[int, typer.Option(help="largest image in width x height pixels")] = 4096 * 4096,
+    formats: Annotated[str, typer.Option(help="accepted image formats, comma-separated")] = "PNG,JPEG,WEBP,GIF,BMP",
+    max_text_chars: Annotated[int, typer.Option(help="longest text in characters")] = 1000,
+    max_batch: Annotated[int, typer.Option(help="most requests gathered into one model call")] = 32,
+    max_wait_ms: Annotated[float, typer.Option(help="longest a request waits for others to join its batch")] = 5.0,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level (info logs every request)")] = "info",
+) -> None:
+    """Serve a run over HTTP: REST API (POST /v1/predict, GET /v1/info, /healthz) and a web page at /."""
+    from vlfuse.serve.limits import ServeLimits
+    from vlfuse.serve.server import serve as serve_run
+
+    limits = ServeLimits(
+        max_upload_bytes=max_upload_bytes, max_pixels=max_pixels, formats=tuple(formats.split(",")),
+        max_text_chars=max_text_chars, max_batch=max_batch, max_wait_ms=max_wait_ms,
+    )  # fmt: skip
+    serve_run(run, host=host, port=port, backend=backend, limits=limits, log_level=log_level)
+
+
+@app.command("export")
+def export_run(
+    run: Annotated[Path, typer.Argument(help="run directory")],
+    format_: Annotated[str, typer.Option("--format", help="export format (onnx)")] = "onnx",
+    quantize: Annotated[str | None, typer.Option(help="also write an int8-quantised model: int8")] = None,
+    out: Annotated[Path | None, typer.Option(help="output folder (default RUN/onnx)")] = None,
+) -> None:
+    """Export a run for deployment: model.onnx + preprocess.json + tokenizer.json (serve with --backend onnx)."""
+    from vlfuse.api import load_run
+    from vlfuse.export.onnx import export_onnx
+
+    if format_ != "onnx":
+        raise typer.BadParameter(f"unknown format '{format_}'; expected onnx", param_hint="--format")
+    target = export_onnx(load_run(run), out, quantize=quantize)
+    console.print(f"exported: {target} ({', '.join(sorted(p.name for p in target.iterdir()))})")
+
+
 def main() -> None:
     try:
         app(standalone_mode=False)

@@ -158,7 +158,7 @@ class ModalityPlaceholders(nn.Module):
         return EncoderOutput(
             tokens=torch.where(keep.unsqueeze(-1), out.tokens, token_row),  # (B, T, D_tok)
             pooled=torch.where(keep, out.pooled, pooled_ph),  # (B, D)
-            mask=torch.where(keep, real, first),  # (B, T)
+            mask=(keep & real) | (~keep & first),  # (B, T); not torch.where: onnxruntime has no Where for bool
         )
 
 

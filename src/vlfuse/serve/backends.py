@@ -1,0 +1,136 @@
+"""Prediction backends behind the server: the PyTorch run (`torch`) or its ONNX export (`onnx`, `onnx-int8`).
+
+Both take decoded images ((C, H, W) uint8 at the model's size, or None) and texts (or None) and return
+probabilities; the server does not care which one it holds.
+"""
+
+from __future__ import annotations
+
+import platform
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from vlfuse.api import Run
+
+BACKENDS = ("torch", "onnx", "onnx-int8")
+
+
+class Predictor(Protocol):
+    """What the server needs from a model."""
+
+    backend: str
+    label_names: list[str]
+    task: str
+    image_size: int | None  # None when the model reads no images
+    channels: int | None
+    reads_image: bool
+    reads_text: bool
+    missing_modalities: bool  # a model reading both can do with either alone
+    path: Path
+
+    def predict_proba(self, images: list[torch.Tensor | None], texts: list[str | None]) -> torch.Tensor:
+        """(B, num_labels) probabilities."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """Model facts for /v1/info: architecture, metrics, versions."""
+        ...
+
+
+def package_versions(*names: str) -> dict[str, str]:
+    """Installed versions of the given distributions (those not installed are left out), plus Python's."""
+    versions = {"python": platform.python_version()}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+class TorchPredictor:
+    """A loaded run directory, predicting with PyTorch.
+
+    Args:
+        run: the loaded run.
+    """
+
+    backend = "torch"
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self.path = run.path
+        self.label_names = run.label_names
+        self.task = run.task.kind
+        model = run.model
+        self.reads_image = model.image_encoder is not None
+        self.reads_text = model.text_encoder is not None
+        self.missing_modalities = model.placeholders is not None
+        self.image_size = run.cfg.data.image_size if self.reads_image else None
+        self.channels = run.cfg.data.channels if self.reads_image else None
+
+    def predict_proba(self, images: list[torch.Tensor | None], texts: list[str | None]) -> torch.Tensor:
+        return self.run.predict_proba(images, texts)  # (B, K)
+
+    def describe(self) -> dict[str, Any]:
+        placeholders = self.run.model.placeholders
+        return {
+            "metrics": self.run.metrics,
+            "model": self.run.cfg.model.model_dump(mode="json"),
+            "placeholders_learned": bool(placeholders is not None and placeholders.learned),
+            "versions": package_versions("vlfuse", "torch", "fastapi", "uvicorn"),
+        }
+
+
+class OnnxPredictor:
+    """An ONNX export of a run, predicting with onnxruntime.
+
+    Args:
+        path: an export folder, or a run directory whose `onnx/` holds one.
+        int8: use the int8-quantised graph.
+    """
+
+    def __init__(self, path: str | Path, *, int8: bool = False) -> None:
+        from vlfuse.export.runtime import OnnxModel
+
+        self.model = OnnxModel(path, int8=int8)
+        self.backend = "onnx-int8" if int8 else "onnx"
+        self.path = self.model.path
+        self.label_names = self.model.label_names
+        self.task = self.model.task.kind
+        self.reads_image = self.model.reads_image
+        self.reads_text = self.model.reads_text
+        self.missing_modalities = self.model.missing_modalities
+        image = self.model.meta["image"]
+        self.image_size = image["size"] if image else None
+        self.channels = image["channels"] if image else None
+
+    def predict_proba(self, images: list[torch.Tensor | None], texts: list[str | None]) -> torch.Tensor:
+        return self.model.predict_proba(images, texts)  # (B, K)
+
+    def describe(self) -> dict[str, Any]:
+        meta = self.model.meta
+        return {
+            "metrics": meta["metrics"],
+            "model": meta["model_config"],
+            "placeholders_learned": meta["placeholders_learned"],
+            "onnx_file": self.model.model_file,
+            "versions": package_versions("vlfuse", "onnxruntime", "onnx", "fastapi", "uvicorn"),
+        }
+
+
+def load_predictor(path: str | Path, backend: str = "torch") -> Predictor:
+    """A predictor for a run directory (or an ONNX export folder with the onnx backends).
+
+    Raises:
+        ValueError: unknown backend.
+        CheckpointError: the run or export is missing or incomplete.
+    """
+    if backend == "torch":
+        return TorchPredictor(Run.load(path))
+    if backend in ("onnx", "onnx-int8"):
+        return OnnxPredictor(path, int8=backend == "onnx-int8")
+    raise ValueError(f"unknown backend '{backend}'; expected one of {', '.join(BACKENDS)}")

@@ -1,0 +1,169 @@
+"""`POST /v1/predict`: an image and/or a text (multipart) → the top-k labels with probabilities, micro-batched."""
+
+# No `from __future__ import annotations` here: FastAPI reads the endpoint annotations at run time, and they refer to
+# the limits of the app being built (local variables).
+
+from dataclasses import dataclass
+from typing import Annotated
+
+import torch
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from vlfuse.serve.batcher import MicroBatcher
+from vlfuse.serve.capabilities import ServeContext, register_capability
+from vlfuse.serve.errors import ApiError
+from vlfuse.serve.limits import decode_upload
+
+
+class LabelProbability(BaseModel):
+    label: str
+    probability: float = Field(ge=0.0, le=1.0)
+
+
+class UsedInputs(BaseModel):
+    image: bool = Field(description="an image was given and read")
+    text: bool = Field(description="a text was given and read")
+
+
+class PredictResponse(BaseModel):
+    predictions: list[LabelProbability] = Field(description="top-k labels, most probable first")
+    used: UsedInputs
+    backend: str = Field(description="torch, onnx or onnx-int8")
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="stable machine-readable error code, e.g. unsupported_image")
+    message: str = Field(description="what is wrong (naming the field) and what was expected")
+    field: str | None = Field(None, description="the request field at fault, when there is one")
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+ERROR_RESPONSES = {status: {"model": ErrorResponse} for status in (400, 413, 415, 422)}
+
+
+@dataclass
+class PredictItem:
+    image: torch.Tensor | None  # (C, H, W) uint8 at the model's size
+    text: str | None
+
+
+def _check_text(text: str | None, ctx: ServeContext) -> str | None:
+    if text is None or not ctx.predictor.reads_text:
+        return None
+    if not text.strip():
+        raise ApiError(
+            422, "empty_text", "field 'text' is empty; send a non-empty text or leave the field out", field="text"
+        )
+    return text
+
+
+def _check_presence(has_image: bool, has_text: bool, ctx: ServeContext) -> None:
+    p = ctx.predictor
+    if not has_image and not has_text:
+        wanted = " and/or ".join(
+            [*(["an 'image' file"] if p.reads_image else []), *(["a 'text' field"] if p.reads_text else [])]
+        )
+        raise ApiError(422, "missing_input", f"no input: send {wanted} as multipart/form-data")
+    for name, reads, has in (("image", p.reads_image, has_image), ("text", p.reads_text, has_text)):
+        if reads and not has and not p.missing_modalities:
+            raise ApiError(
+                422,
+                "missing_field",
+                f"field '{name}' is required: this model cannot do without its {name}",
+                field=name,
+            )
+
+
+async def _explain_empty_form(request: Request) -> None:
+    """Neither field arrived: tell a wrong content type or an unparseable body apart from an empty request."""
+    content_type = request.headers.get("content-type", "")
+    if content_type and not content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            f"the body is {content_type.split(';')[0]}; expected "
+            "multipart/form-data with an 'image' file and/or a 'text' field",
+        )
+    size = request.headers.get("content-length", "")
+    boundary = content_type.partition("boundary=")[2].strip('"')
+    sent_body = (size.isdigit() and int(size) > 0) or "transfer-encoding" in request.headers
+    empty_form = size.isdigit() and int(size) <= len(boundary) + 8  # just the closing delimiter: --BOUNDARY--\r\n
+    if sent_body and not empty_form and not await request.form():
+        raise ApiError(
+            400,
+            "malformed_body",
+            "the multipart/form-data body holds no complete field (check the boundary and the closing delimiter); "
+            "expected an 'image' file and/or a 'text' field",
+        )
+
+
+@register_capability("predict", available=lambda ctx: True)
+def predict_routes(ctx: ServeContext) -> APIRouter:
+    """The classifier endpoint of every run."""
+    predictor, limits = ctx.predictor, ctx.limits
+    num_labels = len(predictor.label_names)
+
+    def run_batch(items: list[PredictItem]) -> list[torch.Tensor]:
+        probs = predictor.predict_proba([i.image for i in items], [i.text for i in items])  # (B, K)
+        return list(probs)  # B tensors (K,)
+
+    batcher = MicroBatcher(run_batch, max_batch=limits.max_batch, max_wait_s=limits.max_wait_ms / 1000)
+    ctx.batchers["predict"] = batcher
+    router = APIRouter(tags=["predict"])
+    accepted = ", ".join(limits.formats)
+
+    @router.post(
+        "/v1/predict",
+        response_model=PredictResponse,
+        responses=ERROR_RESPONSES,
+        form_limits={"max_fields": 8, "max_files": 2, "max_part_size": 4 * limits.max_text_chars + 1024},
+        summary="Top-k labels for an image and/or a text",
+    )
+    async def predict(
+        request: Request,
+        image: Annotated[
+            UploadFile | None,
+            File(
+                description=f"{accepted}; at most {limits.max_upload_bytes:,} bytes and {limits.max_pixels:,} "
+                "pixels; may be omitted when the model reads text too"
+            ),
+        ] = None,
+        text: Annotated[
+            str | None,
+            Form(
+                max_length=limits.max_text_chars,
+                description="the text or question; may be omitted when the model reads images too",
+            ),
+        ] = None,
+        top_k: Annotated[int, Form(ge=1, le=num_labels, description="how many labels to return")] = min(5, num_labels),
+    ) -> PredictResponse:
+        if image is not None and not image.filename and not image.size:
+            image = None  # an HTML form's empty file input
+        if image is None and text is None:
+            await _explain_empty_form(request)
+        with batcher.reserve() as ticket:
+            text = _check_text(text, ctx)
+            has_image = image is not None and predictor.reads_image
+            _check_presence(has_image, text is not None, ctx)
+            pixels = None
+            if has_image:
+                data = await image.read()
+                pixels = await run_in_threadpool(
+                    decode_upload, data, image.filename, limits, size=predictor.image_size, channels=predictor.channels
+                )  # (C, H, W) uint8
+            probs = await batcher.submit(PredictItem(pixels, text), ticket)  # (K,)
+        order = probs.argsort(descending=True)[:top_k].tolist()
+        return PredictResponse(
+            predictions=[
+                LabelProbability(label=predictor.label_names[i], probability=min(1.0, float(probs[i]))) for i in order
+            ],
+            used=UsedInputs(image=has_image, text=text is not None),
+            backend=predictor.backend,
+        )
+
+    return router

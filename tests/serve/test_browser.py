@@ -1,0 +1,107 @@
+"""The web page end to end: headless Chromium (Debian's) driven by Playwright against a real server — upload or drop
+a real image, type a question, read the answer off the page."""
+
+from pathlib import Path
+
+import pytest
+from live_server import easy_vqa_image, live_server
+
+from vlfuse.api import load_run
+from vlfuse.serve import create_app
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="Debian's chromium is not installed (apt-get install chromium; .ci/run does)"
+)
+
+
+@pytest.fixture(scope="module")
+def site(tiny_run_dir):
+    run = load_run(tiny_run_dir)
+    with live_server(create_app(run)) as url:
+        yield url, run
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, site):
+    page = browser.new_page()
+    page.goto(site[0])
+    page.wait_for_function("document.getElementById('model-info').textContent.includes('labels')")
+    yield page
+    page.close()
+
+
+def shown_answers(page) -> list[tuple[str, float]]:
+    page.wait_for_selector("#results li")
+    rows = page.locator("#results li").evaluate_all("items => items.map(i => [i.dataset.label, i.dataset.probability])")
+    return [(label, float(p)) for label, p in rows]
+
+
+def test_page_answers_an_uploaded_image_and_question(page, site, tmp_path):
+    _, run = site
+    image, question = easy_vqa_image(2), "what color is the shape?"
+    assert "multiclass" in page.text_content("#model-info")
+    page.set_input_files("#image-input", str(image))
+    assert page.is_visible("#preview")
+    page.fill("#text-input", question)
+    page.click("#submit")
+    answers = shown_answers(page)
+    expected = run.predict(image=image, text=question, top_k=5)
+    assert [label for label, _ in answers] == [p.label for p in expected]
+    assert [p for _, p in answers] == pytest.approx([p.probability for p in expected], abs=1e-5)
+    assert page.text_content("#top-label") == expected[0].label
+    width = page.locator("#results li .bar span").first.evaluate("e => parseFloat(e.style.width)")
+    assert width == pytest.approx(100 * expected[0].probability, abs=0.1)
+    assert "image + text" in page.text_content("#answer-meta")
+    page.screenshot(path=str(tmp_path / "answer.png"))
+
+
+def test_page_answers_a_dropped_image(page, site):
+    _, run = site
+    image = easy_vqa_image(4)
+    page.evaluate(
+        """bytes => {
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([new Uint8Array(bytes)], "dropped.png", {type: "image/png"}));
+            const zone = document.getElementById("dropzone");
+            zone.dispatchEvent(new DragEvent("drop", {dataTransfer: transfer, bubbles: true, cancelable: true}));
+        }""",
+        list(image.read_bytes()),
+    )
+    assert page.text_content("#dropzone-hint") == "dropped.png"
+    page.click("#submit")
+    answers = shown_answers(page)
+    expected = run.predict(image=image, top_k=5)
+    assert answers[0][0] == expected[0].label
+    assert "from image (" in page.text_content("#answer-meta")
+
+
+def test_page_shows_a_clear_error(page, tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a picture")
+    page.set_input_files("#image-input", str(notes))
+    page.click("#submit")
+    page.wait_for_selector("#error", state="visible")
+    assert "'notes.txt' is not an image" in page.text_content("#error")
+    assert page.is_hidden("#answer")

@@ -13,7 +13,7 @@ $(BIN)/vlfuse: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q -e ".[dev,retrieval]"
 	@touch $@
 
 setup: $(BIN)/vlfuse

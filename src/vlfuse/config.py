@@ -115,11 +115,11 @@ class TrainConfig(Section):
 
 
 class ExperimentConfig(Section):
-    task: Literal["classify"] = "classify"  # see TASK_CONFIGS for the other tasks' config classes
     seed: int = 0
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig
     train: TrainConfig = Field(default_factory=TrainConfig)
+    task: Literal["classify"] = "classify"  # see TASK_CONFIGS for the other tasks' config classes
 
 
 def _model_class_at(root: type[BaseModel], loc: tuple) -> type[BaseModel] | None:

@@ -189,6 +189,13 @@ def _fashion_pixels(split: str, root: str | None) -> np.ndarray:
     return images[:, 0].numpy()  # (M, 28, 28)
 
 
+@lru_cache(maxsize=2)
+def _easy_vqa_paths(split: str) -> dict[int, str]:
+    import easy_vqa
+
+    return easy_vqa.get_train_image_paths() if split == "train" else easy_vqa.get_test_image_paths()
+
+
 def thumbnail(source: str, *, root: str | None = None) -> Image.Image:
     """The image behind an index source, at its own resolution, as RGB (for contact sheets)."""
     name, _, rest = source.partition(":")
@@ -196,9 +203,8 @@ def thumbnail(source: str, *, root: str | None = None) -> Image.Image:
         split, _, number = rest.partition("/")
         if name == FASHION_MNIST:
             return Image.fromarray(_fashion_pixels(split, root)[int(number)]).convert("RGB")
-        from vlfuse.data.captions import _easy_vqa_questions
-
-        return Image.open(_easy_vqa_questions(split)[3][int(number)]).convert("RGB")
+        with Image.open(_easy_vqa_paths(split)[int(number)]) as im:
+            return im.convert("RGB")
     with Image.open(source) as im:
         return im.convert("RGB")
 

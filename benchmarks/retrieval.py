@@ -1,0 +1,86 @@
+"""Train the retrieval configs end to end through the real CLI and record retrieval and zero-shot figures.
+
+Each entry runs `vlfuse train CONFIG` in a fresh process and reads the run directory it wrote (test_metrics.json:
+recall@1/5/10 and median rank both ways on the test split, zero-shot accuracy from the held-out prompt templates).
+
+    python benchmarks/retrieval.py                       # all entries
+    python benchmarks/retrieval.py --only easy_vqa       # one of: easy_vqa, fashion_mnist, fashion_mnist_heldout
+
+Results: benchmarks/results/retrieval.json (cited in the README). The machine's load average when an entry
+started is recorded too: figures measured beside other jobs are slower than on a quiet machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ENTRIES = {
+    "easy_vqa": "configs/retrieval_easy_vqa.yaml",
+    "fashion_mnist": "configs/retrieval_fashion_mnist.yaml",
+    "fashion_mnist_heldout": "configs/retrieval_fashion_mnist_heldout.yaml",
+}
+TARGETS = {  # issue #5: (split, metric, minimum)
+    "easy_vqa": [("test", "t2i_r1", 0.95), ("test", "i2t_r1", 0.95)],
+    "fashion_mnist": [("zeroshot", "accuracy", 0.75)],
+}
+
+
+def run_one(name: str, config: str, runs_root: Path) -> dict:
+    run_dir = runs_root / name
+    load = os.getloadavg()[0]
+    start = time.perf_counter()
+    command = [sys.executable, "-m", "vlfuse.cli", "train", config, "--run-dir", str(run_dir), "--overwrite"]
+    proc = subprocess.run(command, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"{config} failed:\n{proc.stderr[-3000:]}")
+    summary = json.loads((run_dir / "run.json").read_text())
+    metrics = json.loads((run_dir / "test_metrics.json").read_text())
+    history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    targets = {
+        f"{split}.{metric} >= {minimum}": metrics[split][metric] >= minimum
+        for split, metric, minimum in TARGETS.get(name, [])
+    }
+    return {
+        "config": config,
+        "run_dir": str(run_dir),
+        "metrics": metrics,
+        "targets_met": targets,
+        "wall_seconds": round(wall, 1),
+        "data_seconds": summary["data_seconds"],
+        "epochs": summary["epochs"],
+        "train_pairs": summary["train_pairs"],
+        "parameters": summary["parameters"],
+        "train_pairs_per_s": round(sum(r["train_samples_per_s"] for r in history) / len(history), 1),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "load_average_at_start": round(load, 2),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--only", nargs="*", choices=sorted(ENTRIES), help="subset of the entries")
+    parser.add_argument("--runs", default="runs/bench/retrieval")
+    args = parser.parse_args()
+    out = Path("benchmarks/results/retrieval.json")
+    results = json.loads(out.read_text()) if out.is_file() else {}
+    for name, config in ENTRIES.items():
+        if args.only and name not in args.only:
+            continue
+        results[name] = run_one(name, config, Path(args.runs))
+        test = results[name]["metrics"].get("test", {})
+        print(name, {k: round(v, 4) for k, v in test.items() if k.endswith("r1")},
+              results[name]["metrics"].get("zeroshot"), f"{results[name]['wall_seconds']} s", flush=True)  # fmt: skip
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -96,4 +96,5 @@ def test_query_against_an_index_of_another_model_is_refused(run, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "vlfuse.cli", "search", other, index, "a red circle"],
                           capture_output=True, text=True, timeout=300)  # fmt: skip
     assert proc.returncode == 2
-    assert "built by a different model" in proc.stderr and str(other) in proc.stderr.replace("\n", "")
+    message = " ".join(proc.stderr.split())  # rich wraps at the console width
+    assert "built by a different model" in message and f"'{other}'" in message.replace(" ", "")

@@ -5,6 +5,7 @@ recall@1/5/10 and median rank both ways on the test split, zero-shot accuracy fr
 
     python benchmarks/retrieval.py                       # all entries
     python benchmarks/retrieval.py --only easy_vqa       # one of: easy_vqa, easy_vqa_heldout, fashion_mnist, ...
+    python benchmarks/retrieval.py --existing easy_vqa=runs/x   # record a finished run of that entry's config
 
 Results: benchmarks/results/retrieval.json (cited in the README). The machine's load average when an entry
 started is recorded too: figures measured beside other jobs are slower than on a quiet machine; the CPU time
@@ -35,18 +36,29 @@ TARGETS = {  # issue #5: (split, metric, minimum)
 }
 
 
-def run_one(name: str, config: str, runs_root: Path) -> dict:
-    run_dir = runs_root / name
+def same_config(config: str, run_dir: Path) -> bool:
+    """Whether the run directory was trained from `config` (compared after validation, so defaults count)."""
+    from vlfuse.config import load_config
+
+    return load_config(config) == load_config(run_dir / "config.yaml")
+
+
+def run_one(name: str, config: str, runs_root: Path, existing: Path | None = None) -> dict:
+    run_dir = existing or runs_root / name
     load = os.getloadavg()[0]
-    cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    command = [sys.executable, "-m", "vlfuse.cli", "train", config, "--run-dir", str(run_dir), "--overwrite"]
-    proc = subprocess.run(command, capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
-    if proc.returncode != 0:
-        raise SystemExit(f"{config} failed:\n{proc.stderr[-3000:]}")
+    wall = cpu = None
+    if existing is None:
+        cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        start = time.perf_counter()
+        command = [sys.executable, "-m", "vlfuse.cli", "train", config, "--run-dir", str(run_dir), "--overwrite"]
+        proc = subprocess.run(command, capture_output=True, text=True)
+        wall = round(time.perf_counter() - start, 1)
+        cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = round((cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime), 1)
+        if proc.returncode != 0:
+            raise SystemExit(f"{config} failed:\n{proc.stderr[-3000:]}")
+    elif not same_config(config, existing):
+        raise SystemExit(f"--existing {existing} was not trained from {config}")
     summary = json.loads((run_dir / "run.json").read_text())
     metrics = json.loads((run_dir / "test_metrics.json").read_text())
     history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
@@ -59,15 +71,17 @@ def run_one(name: str, config: str, runs_root: Path) -> dict:
         "run_dir": str(run_dir),
         "metrics": metrics,
         "targets_met": targets,
-        "wall_seconds": round(wall, 1),
-        "cpu_seconds": round(cpu, 1),  # user + system over all threads: robust to other jobs on the machine
+        "wall_seconds": wall,  # None: recorded from an existing run (--existing), not timed here
+        "cpu_seconds": cpu,  # user + system over all threads: robust to other jobs on the machine
+        "total_seconds_in_run": summary.get("total_seconds"),
         "data_seconds": summary["data_seconds"],
         "epochs": summary["epochs"],
         "train_pairs": summary["train_pairs"],
         "parameters": summary["parameters"],
         "train_pairs_per_s": round(sum(r["train_samples_per_s"] for r in history) / len(history), 1),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        "load_average_at_start": round(load, 2),
+        "load_average_at_start": round(load, 2) if existing is None else None,
+        "recorded_from_existing_run": existing is not None,
     }
 
 
@@ -75,16 +89,19 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--only", nargs="*", choices=sorted(ENTRIES), help="subset of the entries")
     parser.add_argument("--runs", default="runs/bench/retrieval")
+    parser.add_argument("--existing", nargs="*", default=[], metavar="NAME=RUN_DIR",
+                        help="record a finished run of the entry's config instead of training it again")  # fmt: skip
     args = parser.parse_args()
+    existing = {k: Path(v) for k, v in (item.split("=", 1) for item in args.existing)}
     out = Path("benchmarks/results/retrieval.json")
     results = json.loads(out.read_text()) if out.is_file() else {}
     for name, config in ENTRIES.items():
-        if args.only and name not in args.only:
+        if (args.only and name not in args.only) or (existing and name not in existing and not args.only):
             continue
-        results[name] = run_one(name, config, Path(args.runs))
+        results[name] = run_one(name, config, Path(args.runs), existing.get(name))
         test = results[name]["metrics"].get("test", {})
         print(name, {k: round(v, 4) for k, v in test.items() if k.endswith("r1")},
-              results[name]["metrics"].get("zeroshot"), f"{results[name]['wall_seconds']} s", flush=True)  # fmt: skip
+              results[name]["metrics"].get("zeroshot"), results[name]["wall_seconds"], flush=True)  # fmt: skip
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(results, indent=1) + "\n")
 

@@ -93,7 +93,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("run", type=Path, help="a trained Fashion-MNIST retrieval run directory")
     parser.add_argument("--repeats", type=int, default=20, help="passes over the 50 text queries")
-    parser.add_argument("--sizes", type=int, nargs="*", default=[10_000, 70_000, 300_000])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[10_000, 70_000, 200_000])
     args = parser.parse_args()
     result: dict = {
         "run": str(args.run), "machine": f"{platform.machine()}, {os.cpu_count()} cores",

@@ -67,6 +67,15 @@ def test_every_shipped_config_builds(path):
     from vlfuse.model import build_model
 
     cfg = load_config(path)
+    if cfg.task == "retrieval":
+        from vlfuse.retrieval.model import build_dual_encoder
+
+        model = build_dual_encoder(
+            cfg.model, in_channels=cfg.data.channels, image_size=cfg.data.image_size, vocab_size=50, pad_id=0,
+            max_length=cfg.data.max_text_length,
+        )  # fmt: skip
+        assert sum(p.numel() for p in model.parameters()) > 0
+        return
     model = build_model(
         cfg.model, in_channels=cfg.data.channels, image_size=cfg.data.image_size, vocab_size=50, pad_id=0,
         max_length=cfg.data.max_text_length, num_outputs=13,

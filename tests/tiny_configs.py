@@ -20,3 +20,16 @@ TINY_VQA: dict[str, Any] = {
     },
     "train": {"epochs": 2, "batch_size": 32, "eval_batch_size": 128, "lr": 0.003, "threads": 1},
 }
+
+TINY_RETRIEVAL: dict[str, Any] = {
+    "task": "retrieval",
+    "seed": 0,
+    "data": {"name": "easy-vqa", "image_size": 32, "limit": 600, "test_limit": 200, "max_text_length": 12},
+    "captions": {"captions_per_image": 2, "holdout": ["red circle"]},
+    "model": {
+        "image_encoder": {"name": "cnn", "channels": [8, 16]},
+        "text_encoder": {"name": "bow", "embed_dim": 16},
+        "embed_dim": 32,
+    },
+    "train": {"epochs": 2, "batch_size": 64, "eval_batch_size": 256, "lr": 0.003, "threads": 1},
+}

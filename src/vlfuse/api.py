@@ -65,7 +65,7 @@ def train(
         cfg = validate_config(apply_overrides(config.model_dump(mode="json"), overrides or {}))
     run_dir = Path(run_dir) if run_dir else default_run_dir(config if isinstance(config, (str, Path)) else None)
     train_experiment(cfg, run_dir, callbacks=callbacks, overwrite=overwrite)
-    return Run.load(run_dir)
+    return load_run(run_dir)
 
 
 class Run:
@@ -199,4 +199,10 @@ class Run:
 
 
 def load_run(path: str | Path, *, device: str = "cpu") -> Run:
+    """A run directory as a `Run`, or as a `vlfuse.retrieval.RetrievalRun` for a `task: retrieval` run."""
+    config = Path(path) / "config.yaml"
+    if config.is_file() and (yaml.safe_load(config.read_text()) or {}).get("task") == "retrieval":
+        from vlfuse.retrieval.run import RetrievalRun
+
+        return RetrievalRun.load(path)
     return Run.load(path, device=device)

@@ -81,7 +81,10 @@ def train(
     if not summary["complete"]:
         console.print(f"stopped after epoch {summary['epochs']}; continue with: vlfuse train --resume {target}")
         return
-    _print_metrics(summary["metrics"])
+    if summary.get("task") == "retrieval":
+        _print_retrieval_metrics(summary["metrics"])
+    else:
+        _print_metrics(summary["metrics"])
     console.print(f"run directory: [bold]{target}[/bold]  (report: {target / 'report.md'})")
 
 
@@ -98,16 +101,10 @@ def _config_task(path: Path) -> str | None:
 
 def _train_bridge(config: Path, set_: list[str] | None, target: Path, resume: bool, overwrite: bool) -> None:
     """`vlfuse train` for a `task: bridge` config: train the stages, then print the test metrics."""
-    import yaml
+    from vlfuse.config import load_config
+    from vlfuse.lm.experiment import train_bridge
 
-    from vlfuse.config import ConfigError, apply_overrides
-    from vlfuse.lm.experiment import BridgeExperimentConfig, train_bridge
-
-    raw = apply_overrides(yaml.safe_load(Path(config).read_text()), set_ or [])
-    try:
-        cfg = BridgeExperimentConfig.model_validate(raw)
-    except ValueError as err:
-        raise ConfigError(f"{config}: {err}") from None
+    cfg = load_config(config, set_ or None)
     summary = train_bridge(cfg, target, resume=resume, overwrite=overwrite)
     for task, values in summary["test"].items():
         shown = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in values.items())
@@ -126,6 +123,21 @@ def _print_metrics(metrics: dict[str, dict[str, float]]) -> None:
             split, *[f"{values[k]:.4f}" if isinstance(values.get(k), float) else str(values.get(k)) for k in keys]
         )
     console.print(table)
+
+
+def _print_retrieval_metrics(metrics: dict[str, dict[str, float]]) -> None:
+    table = Table(title="retrieval (recall@k, median rank) and zero-shot accuracy")
+    columns = ["t2i_r1", "t2i_r5", "t2i_r10", "t2i_median_rank", "i2t_r1", "i2t_r5", "i2t_r10", "i2t_median_rank"]
+    for name in ["split", *columns]:
+        table.add_column(name)
+    for split, values in metrics.items():
+        if "t2i_r1" in values:
+            table.add_row(split, *[f"{values[c]:.4f}" if "_r" in c and "rank" not in c else f"{values[c]:g}"
+                                   for c in columns])  # fmt: skip
+    console.print(table)
+    for split, values in metrics.items():
+        if "accuracy" in values:
+            console.print(f"{split}: accuracy {values['accuracy']:.4f} on {values['samples']} images")
 
 
 @app.command()
@@ -349,6 +361,96 @@ def export_run(
         raise typer.BadParameter(f"unknown format '{format_}'; expected onnx", param_hint="--format")
     target = export_onnx(load_run(run), out, quantize=quantize)
     console.print(f"exported: {target} ({', '.join(sorted(p.name for p in target.iterdir()))})")
+
+
+@app.command()
+def index(
+    run: Annotated[Path, typer.Argument(help="retrieval run directory")],
+    source: Annotated[str, typer.Argument(help="image folder, table, .txt file, or built-in (fashion-mnist[:test])")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="index file (default <source name>.index)")] = None,
+    texts: Annotated[bool, typer.Option(help="index the source's texts (captions) instead of its images")] = False,
+    append: Annotated[bool, typer.Option(help="add to the existing index at --out without rebuilding it")] = False,
+    overwrite: Annotated[bool, typer.Option(help="replace an existing index at --out")] = False,
+    backend: Annotated[str, typer.Option(help="auto, exact or hnsw (FAISS)")] = "auto",
+    image_column: Annotated[str, typer.Option(help="tables: the image path column")] = "image",
+    caption_column: Annotated[str, typer.Option(help="tables: the caption column (with --texts)")] = "caption",
+) -> None:
+    """Embed images (or texts) of a source into an index file for `vlfuse search`."""
+    from vlfuse.retrieval.run import RetrievalRun
+    from vlfuse.retrieval.search import build_index
+
+    target = out or Path(f"{Path(source.replace(':', '-')).name or 'index'}{'-texts' if texts else ''}.index")
+    report = build_index(RetrievalRun.load(run), source, target, texts=texts, append=append, overwrite=overwrite,
+                         backend=backend, image_column=image_column, caption_column=caption_column)  # fmt: skip
+    console.print(
+        f"{report.path}: {report.added:,} {report.kind}(s) added, {report.total:,} in all, {report.backend} search; "
+        f"{report.seconds:.1f} s (embedding {report.embed_seconds:.1f} s, index {report.index_seconds:.1f} s)"
+    )
+
+
+@app.command()
+def search(
+    run: Annotated[Path, typer.Argument(help="retrieval run directory")],
+    index_file: Annotated[Path, typer.Argument(metavar="INDEX", help="index file from `vlfuse index`")],
+    query: Annotated[str, typer.Argument(help="a text, or the path of an image file")],
+    k: Annotated[int, typer.Option("-k", "--top-k", help="how many results")] = 5,
+    sheet: Annotated[Path, typer.Option(help="contact sheet PNG")] = Path("search.png"),
+    json_: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Top-k items of an index for a text (text → image) or an image (image → text / image)."""
+    from vlfuse.retrieval.run import RetrievalRun
+    from vlfuse.retrieval.search import search as run_search
+
+    result = run_search(RetrievalRun.load(run), index_file, query, k=k, sheet=sheet)
+    if json_:
+        print(json.dumps([{"rank": h.rank, "score": h.score, "source": h.source, "label": h.label}
+                          for h in result.hits]))  # fmt: skip
+        return
+    table = Table(title=f"{result.query_kind} → {result.index_kind}: {query}")
+    for name in ("rank", "score", "source", "label"):
+        table.add_column(name, justify="right" if name in ("rank", "score") else "left")
+    for h in result.hits:
+        table.add_row(str(h.rank), f"{h.score:.4f}", h.source, h.label or "")
+    console.print(table)
+    console.print(f"contact sheet: {result.sheet}  ({result.seconds * 1000:.1f} ms)")
+
+
+@app.command()
+def zeroshot(
+    run: Annotated[Path, typer.Argument(help="retrieval run directory")],
+    labels: Annotated[str | None, typer.Option(help="comma-separated label names (default: the run's)")] = None,
+    template: Annotated[list[str] | None, typer.Option(help="prompt template, repeatable: 'a photo of {a}'")] = None,
+    on: Annotated[str | None, typer.Option(help="labelled built-in split to score, e.g. fashion-mnist:test")] = None,
+    image: Annotated[list[Path] | None, typer.Option(help="image file to label (repeatable)")] = None,
+    heldout: Annotated[bool, typer.Option(help="score only the images of the run's held-out keys")] = False,
+    json_: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Label images from label names and prompt templates alone; with --on, the accuracy."""
+    from vlfuse.retrieval.run import RetrievalRun
+    from vlfuse.retrieval.search import zeroshot as run_zeroshot
+
+    names = [n.strip() for n in labels.split(",") if n.strip()] if labels else None
+    if on is None and not image:
+        raise typer.BadParameter("give --on SOURCE (to score) or --image PATH (to label)")
+    result = run_zeroshot(RetrievalRun.load(run), labels=names, templates=template, on=on,
+                          images=[str(p) for p in image or []], heldout_only=heldout)  # fmt: skip
+    if json_:
+        print(json.dumps({"labels": result.labels, "templates": result.templates, "metrics": result.metrics,
+                          "per_label": result.per_label, "predictions": result.predictions}))  # fmt: skip
+        return
+    for source, label, score in result.predictions:
+        console.print(f"{source}: [bold]{label}[/bold] ({score:.4f})")
+    if result.metrics:
+        m = result.metrics
+        console.print(f"zero-shot accuracy on {on}: [bold]{m['accuracy']:.4f}[/bold] ({m['samples']} images, "
+                      f"{len(result.labels)} labels, {len(result.templates)} templates; balanced "
+                      f"{m['balanced_accuracy']:.4f})")  # fmt: skip
+        table = Table(title="accuracy per label")
+        table.add_column("label")
+        table.add_column("accuracy", justify="right")
+        for label, acc in result.per_label.items():
+            table.add_row(label, f"{acc:.4f}")
+        console.print(table)
 
 
 def main() -> None:

@@ -122,6 +122,7 @@ class ExperimentConfig(Section):
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig
     train: TrainConfig = Field(default_factory=TrainConfig)
+    task: Literal["classify"] = "classify"  # see TASK_CONFIGS for the other tasks' config classes
 
 
 def _model_class_at(root: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
@@ -135,12 +136,32 @@ def _model_class_at(root: type[BaseModel], loc: tuple) -> type[BaseModel] | None
     return cls
 
 
+# The top-level `task` key picks the config class (and the training code): "module:Class", imported when used.
+TASK_CONFIGS: dict[str, str] = {
+    "classify": "vlfuse.config:ExperimentConfig",
+    "retrieval": "vlfuse.retrieval.config:RetrievalConfig",
+    "bridge": "vlfuse.lm.experiment:BridgeExperimentConfig",
+}
+
+
+def config_class(task: Any, source: str = "config") -> type[BaseModel]:
+    """The config class of a task name (the top-level `task` key; absent = "classify")."""
+    import importlib
+
+    if task not in TASK_CONFIGS:
+        raise ConfigError(f"{source}: 'task': unknown task {task!r}; expected one of {', '.join(TASK_CONFIGS)}")
+    module, name = TASK_CONFIGS[task].split(":")
+    return getattr(importlib.import_module(module), name)
+
+
 def validate_config(raw: dict[str, Any], source: str = "config") -> ExperimentConfig:
-    """Validate a raw mapping into an ExperimentConfig; raise ConfigError naming every bad key."""
+    """Validate a raw mapping into the config class of its `task` (ExperimentConfig by default); raise ConfigError
+    naming every bad key."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level, got {type(raw).__name__}")
+    cls = config_class(raw.get("task", "classify"), source)
     try:
-        return ExperimentConfig.model_validate(raw)
+        return cls.model_validate(raw)
     except ConfigError as err:
         raise ConfigError(f"{source}: {err}") from None
     except ValidationError as err:
@@ -148,7 +169,7 @@ def validate_config(raw: dict[str, Any], source: str = "config") -> ExperimentCo
         for problem in err.errors():
             key = ".".join(str(p) for p in problem["loc"])
             if problem["type"] == "extra_forbidden":
-                owner = _model_class_at(ExperimentConfig, problem["loc"])
+                owner = _model_class_at(cls, problem["loc"])
                 valid = ", ".join(owner.model_fields) if owner else "see the docs"
                 lines.append(f"unknown key '{key}'; valid keys here: {valid}")
             elif problem["type"] == "missing":
@@ -204,9 +225,9 @@ def load_config(path: str | Path, overrides: list[str] | dict[str, Any] | None =
     return validate_config(raw, source=str(path))
 
 
-def config_to_dict(cfg: ExperimentConfig) -> dict[str, Any]:
+def config_to_dict(cfg: BaseModel) -> dict[str, Any]:
     return cfg.model_dump(mode="json")
 
 
-def save_config(cfg: ExperimentConfig, path: str | Path) -> None:
+def save_config(cfg: BaseModel, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))

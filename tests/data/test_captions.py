@@ -117,8 +117,11 @@ def test_label_prompts():
     assert label_prompt("easy-vqa", "red circle", "a photo of a {color} {shape}") == "a photo of a red circle"
     assert label_prompt("fashion-mnist", "Ankle boot", "a photo of {a}") == "a photo of an ankle boot"
     assert label_prompt("table", "cat", "a photo of a {}") == "a photo of a cat"
-    with pytest.raises(DataError, match="expected '<color> <shape>'"):
+    assert label_prompt("fashion-mnist", "Bag", "{} on a shelf") == "Bag on a shelf"
+    with pytest.raises(DataError, match="needs an easy-VQA label '<color> <shape>'"):
         label_prompt("easy-vqa", "circle", "{color} {shape}")
+    with pytest.raises(DataError, match="has no slot for the label"):
+        label_prompt("fashion-mnist", "Bag", "a photo")
 
 
 def test_caption_table_groups_captions_by_image(image_table):

@@ -286,16 +286,28 @@ def fashion_mnist_caption(class_name: str, template: str = FASHION_MNIST_TEMPLAT
 
 
 def label_prompt(name: str, label: str, template: str) -> str:
-    """A zero-shot prompt for a label name: easy-VQA labels are "color shape", Fashion-MNIST ones class names; for
-    other data the template's {} / {a} / {n} slot takes the label as given."""
-    if name == EASY_VQA:
+    """A zero-shot prompt: a label name put into a template.
+
+    Slots: `{}` takes the label as given; `{a}` its lower-cased form with an article ("an ankle boot") and `{n}`
+    without; for easy-VQA labels ("red circle"), `{color}` and `{shape}` take its two words.
+
+    Raises:
+        DataError: the template has no slot, or an easy-VQA template meets a label that is not "<color> <shape>".
+    """
+    if "{}" in template:
+        return template.replace("{}", label)
+    if "{color}" in template or "{shape}" in template:
         parts = label.split()
-        if len(parts) == 2 and parts[0] in COLORS and parts[1] in SHAPES:
-            return easy_vqa_caption(parts[0], parts[1], template)
-        raise DataError(f"easy-VQA label {label!r}: expected '<color> <shape>' with a color in {COLORS}")
-    if name == FASHION_MNIST or "{a}" in template or "{n}" in template:
+        if name != EASY_VQA or len(parts) != 2 or parts[0] not in COLORS or parts[1] not in SHAPES:
+            raise DataError(
+                f"template {template!r} needs an easy-VQA label '<color> <shape>' (colors: {', '.join(COLORS)}; "
+                f"shapes: {', '.join(SHAPES)}), got {label!r}"
+            )
+        return easy_vqa_caption(parts[0], parts[1], template)
+    if "{a}" in template or "{n}" in template:
         return fashion_mnist_caption(label, template)
-    return template.replace("{}", label)
+    raise DataError(f"template {template!r} has no slot for the label; use {{}}, {{a}} or {{n}} (easy-VQA also "
+                    "{color} and {shape})")  # fmt: skip
 
 
 # ---------------------------------------------------------------- captioned images

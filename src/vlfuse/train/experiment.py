@@ -96,7 +96,15 @@ def train_experiment(
     callbacks: list[Callback] | None = None,
     overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Train `cfg` into `run_dir` (or continue it with resume=True); return the run summary."""
+    """Train `cfg` into `run_dir` (or continue it with resume=True); return the run summary.
+
+    A `task: retrieval` config is trained by `vlfuse.retrieval.train.train_retrieval` (same arguments and summary).
+    """
+    if getattr(cfg, "task", "classify") == "retrieval":
+        from vlfuse.retrieval.train import train_retrieval
+
+        return train_retrieval(cfg, run_dir, resume=resume, stop_after_epochs=stop_after_epochs, callbacks=callbacks,
+                               overwrite=overwrite)  # fmt: skip
     started = time.perf_counter()
     run_dir = Path(run_dir)
     is_first_process = int(os.environ.get("RANK", "0")) == 0

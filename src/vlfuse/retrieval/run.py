@@ -1,0 +1,105 @@
+"""A trained retrieval run directory, loaded for embedding, search and zero-shot labels.
+
+The run's fingerprint (a hash of its weights, tokenizer and model/data config) is stored in every index built with
+it, so a query through another model is refused instead of returning meaningless neighbours.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import Tensor
+
+from vlfuse.data.images import load_image
+from vlfuse.data.text import TextTokenizer
+from vlfuse.data.transforms import ImagePreprocessor
+from vlfuse.errors import CheckpointError, ConfigError
+from vlfuse.retrieval.config import RetrievalConfig
+from vlfuse.retrieval.embed import embed_images, embed_texts
+from vlfuse.train.checkpoint import load_model_weights
+from vlfuse.train.trainer import BEST_WEIGHTS
+
+
+def run_fingerprint(path: Path, cfg: RetrievalConfig) -> str:
+    """sha256 (first 16 hex digits) of the weights file, the tokenizer file and the model / data config."""
+    digest = hashlib.sha256()
+    for name in (BEST_WEIGHTS, "tokenizer.json"):
+        with open(path / name, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    digest.update(json.dumps({"model": cfg.model.model_dump(mode="json"), "data": cfg.data.model_dump(mode="json")},
+                             sort_keys=True).encode())  # fmt: skip
+    return digest.hexdigest()[:16]
+
+
+class RetrievalRun:
+    """Everything needed to embed images and texts the way the run was trained (no augmentation)."""
+
+    def __init__(self, path: Path, cfg: RetrievalConfig, model, tokenizer: TextTokenizer, labels: dict[str, Any]):
+        self.path = path
+        self.cfg = cfg
+        self.model = model
+        self.tokenizer = tokenizer
+        self.label_names: list[str] = labels.get("label_names", [])
+        self.heldout: list[str] = labels.get("heldout", [])
+        self.dataset: str = labels.get("dataset", cfg.data.name)
+        self.preprocess = ImagePreprocessor(cfg.data, augment=False)
+        self.fingerprint = run_fingerprint(path, cfg)
+
+    @classmethod
+    def load(cls, path: str | Path) -> RetrievalRun:
+        """Raises CheckpointError when `path` is not a finished retrieval run."""
+        from vlfuse.config import validate_config
+        from vlfuse.retrieval.train import build_for_run
+
+        path = Path(path)
+        for required in ("config.yaml", "tokenizer.json", BEST_WEIGHTS):
+            if not (path / required).is_file():
+                raise CheckpointError(f"run directory '{path}' has no {required}; is it a finished retrieval run?")
+        try:
+            cfg = validate_config(yaml.safe_load((path / "config.yaml").read_text()), str(path / "config.yaml"))
+        except ConfigError as err:
+            raise CheckpointError(f"run directory '{path}': {err}") from None
+        if not isinstance(cfg, RetrievalConfig):
+            raise CheckpointError(f"run directory '{path}' is a '{cfg.task}' run; expected a 'retrieval' run")
+        labels_file = path / "labels.json"
+        labels = json.loads(labels_file.read_text()) if labels_file.is_file() else {}
+        tokenizer = TextTokenizer.load(path / "tokenizer.json")
+        model = build_for_run(cfg, tokenizer)
+        load_model_weights(model, path / BEST_WEIGHTS)
+        model.eval()
+        return cls(path, cfg, model, tokenizer, labels)
+
+    def load_images(self, paths: Sequence[str | Path]) -> Tensor:
+        """Image files → (M, C, H, W) uint8 at the run's size and channels (DataError naming a bad file)."""
+        size, channels = self.cfg.data.image_size, self.cfg.data.channels
+        return torch.stack([load_image(p, size=size, channels=channels) for p in paths])  # (M, C, H, W)
+
+    def embed_images(self, images: Tensor, batch_size: int = 512) -> Tensor:
+        """(M, C, H, W) uint8 → (M, E) unit vectors."""
+        return embed_images(self.model, images, self.preprocess, batch_size=batch_size)
+
+    def embed_texts(self, texts: Sequence[str]) -> Tensor:
+        """Texts → (T, E) unit vectors; an empty text is an error."""
+        empty = [i for i, t in enumerate(texts) if not str(t).strip()]
+        if empty:
+            raise ValueError(f"text {empty[0] + 1} is empty; expected a non-empty caption or query")
+        return embed_texts(self.model, self.tokenizer, list(texts))
+
+    def evaluate(self, split: str = "test") -> dict[str, float]:
+        """Retrieval metrics of one split of the run's data (re-prepared with the run's tokenizer)."""
+        from vlfuse.retrieval.data import prepare_retrieval_data
+        from vlfuse.retrieval.embed import evaluate_captioned
+
+        data = prepare_retrieval_data(self.cfg, tokenizer=self.tokenizer)
+        chosen = {"train": data.train, "val": data.val, "test": data.test}.get(split)
+        if chosen is None:
+            raise ValueError(f"split '{split}' is not available; choose train, val or test")
+        return evaluate_captioned(self.model, chosen, data.key_ids(chosen), self.tokenizer, self.preprocess,
+                                  batch_size=self.cfg.train.eval_batch_size)  # fmt: skip

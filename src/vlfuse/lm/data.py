@@ -88,11 +88,12 @@ class BridgeSplit:
 
 
 def load_bridge_split(cfg: DataConfig, split: str, caption_prompt: str, *, n_templates: int = 3) -> BridgeSplit:
-    """Caption and question rows of a built-in split or a table (`cfg.name` or `cfg.path`).
+    """Caption and question rows of a built-in split, or of a caption table (`data.name: table`).
 
     Args:
-        cfg: data section (name or table path, image size, channels).
-        split: "train" or "test" (a table has only "train": split it by image).
+        cfg: data section: a built-in name, or "table" with `path` / `test_path` and `options.caption_column`
+            (default "caption"); image size, channels.
+        split: "train" or "test".
         caption_prompt: the instruction that asks for a caption.
         n_templates: easy-VQA: how many caption phrasings per image (the first is the canonical "a red circle").
     """
@@ -113,14 +114,15 @@ def load_bridge_split(cfg: DataConfig, split: str, caption_prompt: str, *, n_tem
         captions = BridgeRows(torch.tensor(cap_rows, dtype=torch.long), [caption_prompt] * len(cap_rows), cap_targets)
         questions = BridgeRows(raw.image_index, [t[0] for t in raw.texts], list(raw.labels))
         return BridgeSplit(f"easy-vqa:{split}", raw.images, raw.image_sources, captions, questions, attributes)
-    if cfg.name is not None:
-        source = captioned_images(cfg.name, split, cfg)
-    elif cfg.path is not None:
-        if split != "train":
-            raise DataError(f"{cfg.path}: a caption table has one split; hold out images with split_by_image")
-        source = captioned_table(cfg.path, cfg)
+    if cfg.name == "table":  # data.path (train) / data.test_path (test): an image column and a caption column
+        path = cfg.path if split == "train" else cfg.test_path
+        if path is None:
+            raise DataError(f"data.{'path' if split == 'train' else 'test_path'}: a caption table is needed for the "
+                            f"{split} split")  # fmt: skip
+        caption_column = str(cfg.options.get("caption_column", "caption"))
+        source = captioned_table(path, cfg, caption_column=caption_column, image_column=cfg.image_column)
     else:
-        raise DataError("data: set data.name (a built-in) or data.path (a table with an image and a caption column)")
+        source = captioned_images(cfg.name, split, cfg)
     rows = [(i, c) for i, caps in enumerate(source.captions) for c in caps]
     captions = BridgeRows(
         torch.tensor([i for i, _ in rows], dtype=torch.long), [caption_prompt] * len(rows), [c for _, c in rows]

@@ -23,6 +23,7 @@ from vlfuse.model import build_experiment_model
 from vlfuse.registry import FUSIONS, IMAGE_ENCODERS, TEXT_ENCODERS
 from vlfuse.serve import OnnxPredictor, create_app
 from vlfuse.tasks import Task
+from vlfuse.train.experiment import pretrained_tokenizer_for
 
 
 @pytest.fixture(scope="module")
@@ -133,10 +134,15 @@ def random_run(tmp_path, image: str, text: str, fusion: str) -> Run:
         "modality_dropout": 0.1,
     }
     cfg = validate_config(config)
-    tokenizer = TextTokenizer.train(["what color is the shape", "is there a red circle", "what shape"], max_length=12)
+    tokenizer = pretrained_tokenizer_for(cfg) or TextTokenizer.train(  # minilm reads its own vocabulary
+        ["what color is the shape", "is there a red circle", "what shape"], max_length=12
+    )
     torch.manual_seed(0)
     model = build_experiment_model(cfg, tokenizer, num_outputs=4).eval()
     return Run(tmp_path, cfg, Task("multiclass", 4), ["a", "b", "c", "d"], model, tokenizer)
+
+
+RECURRENT = {"gru", "seed_lstm"}  # text encoders the ONNX export refuses (see export_onnx)
 
 
 def combos() -> list[tuple[str, str, str]]:
@@ -150,6 +156,10 @@ def combos() -> list[tuple[str, str, str]]:
 @pytest.mark.parametrize(("image", "text", "fusion"), combos())
 def test_every_registered_component_exports(tmp_path, image, text, fusion):
     run = random_run(tmp_path, image, text, fusion)
+    if text in RECURRENT:  # packed sequences cannot be traced: a clear error instead of a broken graph
+        with pytest.raises(ExportError, match="recurrent text encoders"):
+            export_onnx(run, tmp_path / "onnx")
+        return
     out = export_onnx(run, tmp_path / "onnx")  # verifies ONNX == PyTorch on a batch with partial rows, or raises
     model = OnnxModel(out)
     images = [torch.randint(0, 256, (3, 16, 16), dtype=torch.uint8) for _ in range(3)]

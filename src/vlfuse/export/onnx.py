@@ -176,6 +176,10 @@ def export_onnx(
     """
     if quantize not in (None, "int8"):
         raise ExportError(f"--quantize must be 'int8' (or omitted), got {quantize!r}")
+    recurrent = [name for name, m in run.model.named_modules() if isinstance(m, torch.nn.RNNBase)]
+    if recurrent:  # they run on packed sequences, which the TorchScript ONNX exporter cannot trace
+        raise ExportError(f"run '{run.path}': ONNX export does not support recurrent text encoders (gru, seed_lstm) "
+                          f"yet — found {recurrent[0]}; use bow or transformer for an exportable model")  # fmt: skip
     out = Path(out_dir) if out_dir is not None else run.path / "onnx"
     out.mkdir(parents=True, exist_ok=True)
     model = run.model.cpu().eval()

@@ -61,6 +61,10 @@ class EfficientNetLite0Encoder(nn.Module):
         del self.net._fc, self.net._dropout  # the ImageNet classifier is not used  # noqa: SLF001
         self.token_dim = self.out_dim = HEAD_CHANNELS + sum(BLOCK_CHANNELS[t] for t in cfg.taps)
         self.frozen = cfg.frozen
+        side = cfg.resolution or image_size
+        for _ in range(5):  # five stride-2 stages with "same" padding
+            side = -(-side // 2)
+        self.grid = side  # the head map's height and width, a constant (so the graph exports to ONNX)
         if cfg.frozen:
             self.net.requires_grad_(False)
             self.net.eval()
@@ -95,8 +99,7 @@ class EfficientNetLite0Encoder(nn.Module):
             if index in self.cfg.taps:
                 taps.append(x)
         x = net._swish(net._bn1(net._conv_head(x)))  # (B, 1280, h, w)  # noqa: SLF001
-        grid = x.shape[-2:]
-        maps = [x] + [F.adaptive_avg_pool2d(t, grid) for t in taps]  # each (B, C_i, h, w)
+        maps = [x] + [F.adaptive_avg_pool2d(t, self.grid) for t in taps]  # each (B, C_i, h, w)
         x = torch.cat(maps, dim=1)  # (B, D, h, w)
         tokens = x.flatten(2).transpose(1, 2)  # (B, h·w, D)
         return EncoderOutput(tokens=tokens, pooled=tokens.mean(dim=1))  # (B, N, D), (B, D)

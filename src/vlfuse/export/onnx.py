@@ -188,6 +188,8 @@ def export_onnx(
     names = list(inputs)
     onnx_path = out / MODEL_FILE
     tmp_path = out / f".{MODEL_FILE}.tmp"
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)  # the fused encoder-layer kernel has no ONNX form
     try:
         with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
             warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter (see docs/design.md)
@@ -216,6 +218,7 @@ def export_onnx(
         raise ExportError(f"ONNX export of run '{run.path}' failed: {type(err).__name__}: {err}") from err
     finally:
         tmp_path.unlink(missing_ok=True)
+        torch.backends.mha.set_fastpath_enabled(fastpath)
     meta = metadata(run, opset=opset)
     if run.tokenizer is not None:
         run.tokenizer.save(out / "tokenizer.json")

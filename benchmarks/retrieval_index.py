@@ -99,6 +99,12 @@ def main() -> None:
         "run": str(args.run), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "torch_threads": torch.get_num_threads(), "load_average_at_start": round(os.getloadavg()[0], 2),
     }  # fmt: skip
+    out = Path("benchmarks/results/retrieval_index.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def save() -> None:  # after every stage, so a long run that is stopped keeps what it measured
+        out.write_text(json.dumps(result, indent=1) + "\n")
+
     run = RetrievalRun.load(args.run)
     queries = [fashion_mnist_caption(c, t) for c in CLASSES for t in caption_templates("fashion-mnist", "heldout")]
     with tempfile.TemporaryDirectory() as tmp:
@@ -115,6 +121,7 @@ def main() -> None:
             }  # fmt: skip
             result[f"query_70k_{backend}"] = query_latency(run, indexes[backend], queries, args.repeats)
             print(backend, result[f"index_70k_{backend}"], result[f"query_70k_{backend}"], flush=True)
+            save()
         images = indexes["exact"].embeddings[torch.randperm(70_000, generator=torch.Generator().manual_seed(1))[:1000]]
         texts = run.embed_texts(queries)
         result["hnsw_recall_at_10_vs_exact"] = {
@@ -129,10 +136,9 @@ def main() -> None:
             raise SystemExit(proc.stderr[-2000:])
         result["cli_index_70k_auto_seconds"] = round(time.perf_counter() - start, 2)
         result["cli_index_output"] = proc.stdout.strip()
+        save()
     result["synthetic"] = synthetic(run.model.embed_dim, args.sizes)
-    out = Path("benchmarks/results/retrieval_index.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n")
+    save()
     print(json.dumps(result, indent=1))
 
 

@@ -173,7 +173,8 @@ class Trainer:
         start = time.perf_counter()
         for batch in self.train_loader:
             batch = batch.to(self.device)
-            loss = self.loss_fn(self.wrapped, batch)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16"):
+                loss = self.loss_fn(self.wrapped, batch)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss became {loss.item()} at step {self.state.step}; lower train.lr")
             self.optimizer.zero_grad(set_to_none=True)

@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup main test test-slow bench
+.PHONY: setup main test test-slow bench shipped-bridge
 
 $(BIN)/vlfuse: pyproject.toml
 	@[ -d /usr/share/datasets/fashion-mnist ] || { $(SUDO) apt-get update -qq && \
@@ -27,3 +27,12 @@ test: setup
 
 test-slow: setup
 	$(BIN)/python -m pytest -m slow
+
+# Retrain the LLM bridge that ships in the package (src/vlfuse/shipped/easy_vqa_bridge/): ~40 min on 2 cores
+SHIPPED_BRIDGE := src/vlfuse/shipped/easy_vqa_bridge
+shipped-bridge: setup
+	$(BIN)/vlfuse train configs/bridge_easy_vqa.yaml --run-dir runs/bridge_easy_vqa --overwrite
+	mkdir -p $(SHIPPED_BRIDGE)/plots
+	cp runs/bridge_easy_vqa/config.yaml runs/bridge_easy_vqa/bridge.safetensors runs/bridge_easy_vqa/metrics.json \
+		runs/bridge_easy_vqa/report.md $(SHIPPED_BRIDGE)/
+	cp runs/bridge_easy_vqa/plots/samples.png $(SHIPPED_BRIDGE)/plots/

@@ -106,10 +106,14 @@ def _train_bridge(config: Path, set_: list[str] | None, target: Path, resume: bo
 
     cfg = load_config(config, set_ or None)
     summary = train_bridge(cfg, target, resume=resume, overwrite=overwrite)
+    _print_bridge_test(summary)
+    console.print(f"trained in {summary['train_seconds']} s; run directory: [bold]{target}[/bold]")
+
+
+def _print_bridge_test(summary: dict) -> None:
     for task, values in summary["test"].items():
         shown = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in values.items())
         console.print(f"test {task}: {shown}")
-    console.print(f"trained in {summary['train_seconds']} s; run directory: [bold]{target}[/bold]")
 
 
 def _print_metrics(metrics: dict[str, dict[str, float]]) -> None:
@@ -153,9 +157,31 @@ def evaluate(
             "robustness.json, robustness.md and plots/robustness.png into the run directory",
         ),
     ] = False,
+    tasks: Annotated[
+        str | None, typer.Option(help="bridge runs: comma-separated test tasks to score (vqa, caption; default both)")
+    ] = None,
 ) -> None:
-    """Score a trained run on a split of its data (--robustness: with missing and corrupted inputs)."""
+    """Score a trained run on a split of its data (--robustness: with missing and corrupted inputs).
+
+    A bridge run (task: bridge) is scored on its test split: generated answers and captions; its metrics.json and
+    report are updated (--tasks vqa,caption picks which).
+    """
     from vlfuse.api import load_run
+
+    if _config_task(run / "config.yaml") == "bridge":
+        from vlfuse.lm.experiment import TEST_TASKS, evaluate_bridge_run
+
+        wanted = tuple(t.strip() for t in tasks.split(",")) if tasks else TEST_TASKS
+        unknown = set(wanted) - set(TEST_TASKS)
+        if unknown or split != "test":
+            raise typer.BadParameter(f"a bridge run is scored on the test split with --tasks from {TEST_TASKS}; got "
+                                     f"split={split}, tasks={','.join(wanted)}")  # fmt: skip
+        summary = evaluate_bridge_run(run, wanted)
+        if json_:
+            console.print_json(json.dumps(summary["test"]))
+        else:
+            _print_bridge_test(summary)
+        return
 
     if robustness:
         from vlfuse.evaluate.robustness import evaluate_robustness

@@ -7,8 +7,9 @@ The visual tokens come from a frozen image encoder (features are cached on disk,
 LoRA adapters (peft) on its attention projections. Only the projector and the adapters are trained and saved, so a
 bridge checkpoint is a few MB while the LM weights stay in their package.
 
-The LM is deliberately not a registered submodule: `state_dict()`, `parameters()` and the optimizer see only the
-trainable parts (the LoRA parameters are registered under `lora` as well as living inside the LM).
+The pretrained LM is deliberately not a registered submodule: `state_dict()`, `parameters()` and the optimizer see
+only the trainable parts (the LoRA parameters are registered under `lora` as well as living inside the LM). A
+from-scratch decoder (`language_model: scratch-decoder`) is trained whole, so it is registered as `decoder`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from vlfuse.config import Section
+from vlfuse.errors import ConfigError
+from vlfuse.lm.language_model import ScratchDecoderConfig
 
 USER_PREFIX = "<|im_start|>user\n"
 ASSISTANT_PREFIX = "<|im_end|>\n<|im_start|>assistant\n"
@@ -45,7 +48,8 @@ class LoraConfig(Section):
 
 
 class BridgeModelConfig(Section):
-    language_model: str = "smollm2-135m-instruct"
+    language_model: str = "smollm2-135m-instruct"  # or "scratch-decoder": a small decoder trained from scratch
+    scratch: ScratchDecoderConfig = Field(default_factory=ScratchDecoderConfig)  # its size (scratch-decoder only)
     projector: ProjectorConfig = Field(default_factory=ProjectorConfig)
     lora: LoraConfig = Field(default_factory=LoraConfig)
 
@@ -120,18 +124,24 @@ class BridgeModel(nn.Module):
         self.tokenizer = tokenizer
         hidden = lm.config.hidden_size
         self.projector = Projector(cfg.projector, visual_dim, hidden)
+        self.trains_lm = any(p.requires_grad for p in lm.parameters())  # a from-scratch decoder
+        if self.trains_lm and cfg.lora.rank:
+            raise ConfigError("bridge.lora: a from-scratch decoder is trained whole; set lora.rank: 0")
         self.lora = nn.ParameterDict()
         if cfg.lora.rank:
             for name, param in add_lora(lm, cfg.lora):
                 self.lora[name.replace(".", "__")] = param
-        object.__setattr__(self, "lm", lm)  # not a submodule: its frozen weights stay out of state_dict()
+        if self.trains_lm:
+            self.decoder = lm  # registered: trained and saved whole
+        object.__setattr__(self, "lm", lm)  # (pretrained) not a submodule: frozen weights stay out of state_dict()
         self.eos_id = tokenizer.convert_tokens_to_ids(END_OF_TURN)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_id
         self.user_prefix_ids = tokenizer(USER_PREFIX, add_special_tokens=False).input_ids
 
     def train(self, mode: bool = True) -> BridgeModel:
         super().train(mode)
-        self.lm.train(mode and bool(self.cfg.lora.rank and self.cfg.lora.dropout))  # only adapters have dropout
+        if not self.trains_lm:
+            self.lm.train(mode and bool(self.cfg.lora.rank and self.cfg.lora.dropout))  # only adapters have dropout
         return self
 
     # ---------------------------------------------------------------- tokens

@@ -46,6 +46,15 @@ class BridgeRows:
     def __len__(self) -> int:
         return len(self.prompts)
 
+    def __add__(self, other: BridgeRows) -> BridgeRows:
+        return BridgeRows(torch.cat([self.image_index, other.image_index]), self.prompts + other.prompts,
+                          self.targets + other.targets)  # fmt: skip
+
+    def one_per_image(self) -> BridgeRows:
+        """The first row of each image (in order): one caption to generate per image."""
+        _, first = np.unique(self.image_index.numpy(), return_index=True)
+        return self.select(np.sort(first))
+
     def select(self, rows: np.ndarray | list[int]) -> BridgeRows:
         rows = [int(r) for r in rows]
         return BridgeRows(self.image_index[rows], [self.prompts[r] for r in rows], [self.targets[r] for r in rows])
@@ -63,6 +72,9 @@ class BridgeSplit:
     attributes: list[dict[str, str]] = field(default_factory=list)  # per image; {} where unknown
 
     def rows(self, task: str) -> BridgeRows:
+        """The rows of one task: "caption", "vqa", or "mixed" (both, so stage 2 keeps the captioning of stage 1)."""
+        if task == "mixed":
+            return self.questions + self.captions
         return self.captions if task == "caption" else self.questions
 
     def split_by_image(self, fraction: float, seed: int) -> tuple[BridgeSplit, BridgeSplit]:

@@ -37,8 +37,13 @@ from vlfuse.train.trainer import BEST_WEIGHTS, MetricsLogger, Trainer
 log = logging.getLogger(__name__)
 
 
+STAGE_TASKS = {"caption": ("caption",), "vqa": ("vqa",), "mixed": ("vqa", "caption")}  # stage → evaluated tasks
+
+
 class BridgeStage(Section):
-    task: Literal["caption", "vqa"]
+    # mixed: question and caption rows together (LLaVA's second stage also keeps caption data), so answering
+    # questions does not make the LM forget how to caption
+    task: Literal["caption", "vqa", "mixed"]
     rows_per_epoch: int | None = Field(None, ge=1)  # a fresh random subset of the rows each epoch (None: all)
     train: TrainConfig = Field(default_factory=lambda: TrainConfig(epochs=1, batch_size=32, lr=1e-3))
 
@@ -82,7 +87,7 @@ class BridgeExperimentConfig(Section):
 def build_bridge(cfg: BridgeExperimentConfig) -> tuple[BridgeModel, torch.nn.Module]:
     """The frozen image encoder and the bridge around the pretrained LM (projector and adapters freshly built)."""
     encoder = IMAGE_ENCODERS.build(cfg.image_encoder, in_channels=cfg.data.channels, image_size=cfg.data.image_size)
-    lm, tokenizer = load_language_model(cfg.bridge.language_model)
+    lm, tokenizer = load_language_model(cfg.bridge.language_model, cfg.bridge.scratch)
     return BridgeModel(cfg.bridge, lm, tokenizer, visual_dim=encoder.token_dim), encoder.eval()
 
 
@@ -124,10 +129,11 @@ def train_bridge(
         stage_dir.mkdir(parents=True, exist_ok=True)
         loader = BridgeLoader(train.rows(stage.task), train_visual, model, batch_size=stage.train.batch_size,
                               rows_per_epoch=stage.rows_per_epoch, seed=cfg.seed + index)  # fmt: skip
-        val_rows = val.rows(stage.task).select(range(min(cfg.eval.val_rows, len(val.rows(stage.task)))))
+        val_rows = {task: val.rows(task).select(range(min(cfg.eval.val_rows, len(val.rows(task)))))
+                    for task in STAGE_TASKS[stage.task]}  # fmt: skip
 
-        def evaluate_fn(m: torch.nn.Module, task: str = stage.task, rows=val_rows) -> dict[str, float]:
-            return evaluate_rows(m, encoder, cfg, val, val_visual, rows, task)
+        def evaluate_fn(m: torch.nn.Module, rows=val_rows) -> dict[str, float]:
+            return evaluate_stage(m, encoder, cfg, val, val_visual, rows)
 
         trainer = Trainer(
             model=model, train_loader=loader, loss_fn=lambda m, b: m.loss(b), evaluate_fn=evaluate_fn,
@@ -145,21 +151,40 @@ def train_bridge(
         stage_records.append(record)
     train_seconds = time.perf_counter() - started
     save_model_weights(model, run_dir / "bridge.safetensors", {"format": "vlfuse-bridge"})
-
-    test = load_bridge_split(cfg.data, "test", cfg.caption_prompt, n_templates=1)
-    test_visual = split_features(encoder, test, cfg)
-    test_metrics, samples = evaluate_test(model, encoder, cfg, test, test_visual)
     summary = {
         "train_seconds": round(train_seconds, 1),
         "feature_seconds": round(feature_seconds, 1),
         "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "weights_bytes": (run_dir / "bridge.safetensors").stat().st_size,
         "stages": [{k: v for k, v in r.items() if k != "history"} for r in stage_records],
-        "test": test_metrics,
+        "test": {},
     }
+    return write_test_results(run_dir, cfg, model, encoder, summary, TEST_TASKS)
+
+
+TEST_TASKS = ("vqa", "caption")
+
+
+def write_test_results(run_dir: Path, cfg, model, encoder, summary: dict[str, Any], tasks) -> dict[str, Any]:
+    """Score `tasks` on the test split into summary["test"]; write metrics.json, report.md and plots/samples.png."""
+    test = load_bridge_split(cfg.data, "test", cfg.caption_prompt, n_templates=cfg.caption_templates)
+    visual = split_features(encoder, test, cfg)
+    summary.setdefault("test", {}).update(evaluate_test(model, encoder, cfg, test, visual, tasks))
+    samples = report_samples(model, encoder, cfg, test, visual)
     (run_dir / "metrics.json").write_text(json.dumps(summary, indent=1))
     write_bridge_report(run_dir, cfg, summary, samples, test)
     return summary
+
+
+def evaluate_bridge_run(run_dir: str | Path, tasks=TEST_TASKS) -> dict[str, Any]:
+    """Re-score a trained bridge run on the test split (`vlfuse evaluate RUN`): updates the `test` section of its
+    metrics.json for `tasks` (keeping the rest) and rewrites its report; returns the summary."""
+    from vlfuse.lm.run import BridgeRun
+
+    run = BridgeRun.load(run_dir)
+    metrics_file = run.run_dir / "metrics.json"
+    summary = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+    return write_test_results(run.run_dir, run.cfg, run.model, run.encoder, summary, tasks)
 
 
 def _generate_rows(model, encoder, cfg, split: BridgeSplit, visual, rows, batch_size: int) -> list[str]:
@@ -176,20 +201,40 @@ def _generate_rows(model, encoder, cfg, split: BridgeSplit, visual, rows, batch_
     return out
 
 
+def evaluate_stage(model, encoder, cfg, split: BridgeSplit, visual, rows: dict[str, Any]) -> dict[str, float]:
+    """Validation metrics of a stage; a mixed stage reports each task's metrics prefixed with its name and monitors
+    the mean of their accuracies (answer exact match, caption attribute naming)."""
+    if len(rows) == 1:
+        ((task, task_rows),) = rows.items()
+        return evaluate_rows(model, encoder, cfg, split, visual, task_rows, task)
+    metrics: dict[str, float] = {}
+    for task, task_rows in rows.items():
+        got = evaluate_rows(model, encoder, cfg, split, visual, task_rows, task)
+        metrics.update({f"{task}_{k}": v for k, v in got.items()})
+    metrics["accuracy"] = sum(metrics[f"{task}_accuracy"] for task in rows) / len(rows)
+    return metrics
+
+
 def evaluate_rows(model, encoder, cfg, split: BridgeSplit, visual, rows, task: str) -> dict[str, float]:
-    """Greedy generation on `rows`: answer accuracy (vqa) or caption metrics + attribute naming (caption)."""
-    predictions = _generate_rows(model, encoder, cfg, split, visual, rows, cfg.eval.batch_size)
+    """Greedy generation on `rows`: answer accuracy (vqa), or caption metrics + attribute naming (caption: one
+    caption per image, scored against all of the image's reference captions among `rows`)."""
+    generate_for = rows if task == "vqa" else rows.one_per_image()
+    predictions = _generate_rows(model, encoder, cfg, split, visual, generate_for, cfg.eval.batch_size)
     if task == "vqa":
         return answer_accuracy(predictions, rows.targets)
-    return caption_metrics(predictions, rows, split)
+    return caption_metrics(predictions, generate_for, split, references=rows)
 
 
-def caption_metrics(predictions: list[str], rows, split: BridgeSplit) -> dict[str, float]:
-    """BLEU-4 / CIDEr / ROUGE-L against every reference caption of the image, and how often the caption names the
-    image's known attributes (colour and shape); `accuracy` is that naming rate."""
-    references: dict[int, list[str]] = {}
-    for image, target in zip(rows.image_index.tolist(), rows.targets, strict=True):
-        references.setdefault(image, []).append(target)
+def caption_metrics(predictions: list[str], rows, split: BridgeSplit, references=None) -> dict[str, float]:
+    """BLEU-4 / CIDEr / ROUGE-L of the captions generated for `rows` against every reference caption of their
+    image (the targets of `references`, default `rows`: all phrasings, e.g. "a red circle", "a red circle on a plain
+    background"), and how often a caption names the image's known attributes (colour and shape); `accuracy` is that
+    naming rate."""
+    references_by_image: dict[int, list[str]] = {}
+    refs = references if references is not None else rows
+    for image, target in zip(refs.image_index.tolist(), refs.targets, strict=True):
+        references_by_image.setdefault(image, []).append(target)
+    references = references_by_image
     scores = caption_scores(predictions, [references[i] for i in rows.image_index.tolist()])
     attrs = [split.attributes[i] if split.attributes else {} for i in rows.image_index.tolist()]
     named = [names_attributes(p, a) for p, a in zip(predictions, attrs, strict=True) if a]
@@ -197,24 +242,37 @@ def caption_metrics(predictions: list[str], rows, split: BridgeSplit) -> dict[st
     return scores
 
 
-def evaluate_test(model, encoder, cfg, test: BridgeSplit, visual) -> tuple[dict[str, Any], dict[str, list]]:
-    """Test metrics for questions and captions (limited by cfg.eval), plus a few samples for the report."""
+def evaluate_test(model, encoder, cfg, test: BridgeSplit, visual, tasks=TEST_TASKS) -> dict[str, Any]:
+    """Test metrics of `tasks` ("vqa": the questions, up to cfg.eval.test_questions; "caption": one caption per
+    image, up to cfg.eval.test_captions images, against all of the image's reference phrasings)."""
     metrics: dict[str, Any] = {}
-    samples: dict[str, list] = {}
-    for task, limit in (("vqa", cfg.eval.test_questions), ("caption", cfg.eval.test_captions)):
+    for task in tasks:
         rows = test.rows(task)
         if len(rows) == 0:
             continue
-        rows = rows.select(range(min(limit or len(rows), len(rows))))
+        limit = cfg.eval.test_questions if task == "vqa" else cfg.eval.test_captions
+        generate_for = rows if task == "vqa" else rows.one_per_image()
+        generate_for = generate_for.select(range(min(limit or len(generate_for), len(generate_for))))
         start = time.perf_counter()
-        predictions = _generate_rows(model, encoder, cfg, test, visual, rows, cfg.eval.batch_size)
+        predictions = _generate_rows(model, encoder, cfg, test, visual, generate_for, cfg.eval.batch_size)
         seconds = time.perf_counter() - start
-        metrics[task] = (answer_accuracy(predictions, rows.targets) if task == "vqa"
-                         else caption_metrics(predictions, rows, test))  # fmt: skip
+        metrics[task] = (answer_accuracy(predictions, generate_for.targets) if task == "vqa"
+                         else caption_metrics(predictions, generate_for, test, references=rows))  # fmt: skip
         metrics[task]["generation_seconds"] = round(seconds, 1)
-        first = zip(rows.image_index[:8].tolist(), rows.prompts[:8], rows.targets[:8], predictions[:8], strict=True)
-        samples[task] = [(int(i), p, t, g) for i, p, t, g in first]
-    return metrics, samples
+    return metrics
+
+
+def report_samples(model, encoder, cfg, test: BridgeSplit, visual, n: int = 8) -> dict[str, list]:
+    """The first `n` test rows of each task with their generated text, for the report: (image, prompt, ref, text)."""
+    samples: dict[str, list] = {}
+    for task in TEST_TASKS:
+        rows = test.rows(task) if task == "vqa" else test.rows(task).one_per_image()
+        rows = rows.select(range(min(n, len(rows))))
+        if len(rows):
+            predictions = _generate_rows(model, encoder, cfg, test, visual, rows, cfg.eval.batch_size)
+            samples[task] = [(int(i), p, t, g) for i, p, t, g in
+                             zip(rows.image_index.tolist(), rows.prompts, rows.targets, predictions, strict=True)]  # fmt: skip
+    return samples
 
 
 def write_bridge_report(run_dir: Path, cfg, summary: dict, samples: dict[str, list], test: BridgeSplit) -> None:
@@ -252,5 +310,6 @@ def write_bridge_report(run_dir: Path, cfg, summary: dict, samples: dict[str, li
 def check_stage_tasks(cfg: BridgeExperimentConfig, split: BridgeSplit) -> None:
     """A stage on rows the data does not have (questions of a caption-only set) is a config error."""
     for i, stage in enumerate(cfg.stages):
-        if len(split.rows(stage.task)) == 0:
-            raise ConfigError(f"stages[{i}].task={stage.task}: {split.name} has no {stage.task} rows")
+        for task in STAGE_TASKS[stage.task]:
+            if len(split.rows(task)) == 0:
+                raise ConfigError(f"stages[{i}].task={stage.task}: {split.name} has no {task} rows")

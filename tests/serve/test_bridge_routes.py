@@ -15,6 +15,12 @@ from vlfuse.api import load_run
 from vlfuse.serve import ServeLimits, create_app
 
 LIMITS = ServeLimits(max_text_chars=120, max_batch=8, max_wait_ms=100)
+MULTIPART = {"content-type": "multipart/form-data; boundary=xyz"}
+EMPTY_FILE_INPUT = (  # what a browser sends for a form whose file input was left empty
+    b'--xyz\r\nContent-Disposition: form-data; name="image"; filename=""\r\n'
+    b"Content-Type: application/octet-stream\r\n\r\n\r\n"
+    b'--xyz\r\nContent-Disposition: form-data; name="question"\r\n\r\nwhat shape?\r\n--xyz--\r\n'
+)
 
 
 @pytest.fixture(scope="module")
@@ -53,9 +59,8 @@ CASES = {
                           "invalid_field", "question", ["field 'question'", "at most 120 characters"]),
     "missing image": ("/v1/ask", {"data": {"question": "what shape?"}}, 422, "invalid_field", "image",
                       ["field 'image'", "is required"]),
-    "empty file input": ("/v1/ask", {"files": {"image": ("", b"", "application/octet-stream")},
-                                     "data": {"question": "what?"}}, 422, "missing_field", "image",
-                         ["field 'image' is required"]),
+    "empty file input": ("/v1/ask", {"content": EMPTY_FILE_INPUT, "headers": MULTIPART}, 422, "invalid_field",
+                         "image", ["field 'image'", "is required"]),
     "not an image": ("/v1/ask", {"files": {"image": ("notes.txt", b"hello", "text/plain")},
                                  "data": {"question": "what?"}}, 415, "unsupported_image", "image",
                      ["'notes.txt' is not an image"]),

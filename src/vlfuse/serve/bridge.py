@@ -95,10 +95,10 @@ def _image_field(ctx: ServeContext) -> Any:
     )
 
 
-async def _generate(ctx: ServeContext, batcher: MicroBatcher, ticket, image: UploadFile, prompt: str, purpose: str):
+async def _generate(ctx: ServeContext, batcher: MicroBatcher, ticket, image: UploadFile, prompt: str):
     """Decode the upload, queue (image, prompt) for generation; returns (text, seconds)."""
     data = ctx.options["bridge"].cfg.data
-    pixels = await read_upload(image, ctx.limits, size=data.image_size, channels=data.channels, purpose=purpose)
+    pixels = await read_upload(image, ctx.limits, size=data.image_size, channels=data.channels)  # (C, H, W)
     started = time.perf_counter()
     text = await batcher.submit(GenerateItem(pixels, prompt), ticket)
     return text, round(time.perf_counter() - started, 4)
@@ -125,7 +125,7 @@ def ask_routes(ctx: ServeContext) -> APIRouter:
     ) -> AskResponse:
         with batcher.reserve() as ticket:
             question = require_text(question, "question")
-            answer, seconds = await _generate(ctx, batcher, ticket, image, question, "the question is about an image")
+            answer, seconds = await _generate(ctx, batcher, ticket, image, question)
         return AskResponse(answer=answer, seconds=seconds)
 
     return router
@@ -147,7 +147,7 @@ def caption_routes(ctx: ServeContext) -> APIRouter:
     )
     async def caption(image: Annotated[UploadFile, _image_field(ctx)]) -> CaptionResponse:
         with batcher.reserve() as ticket:
-            text, seconds = await _generate(ctx, batcher, ticket, image, prompt, "send the image to caption")
+            text, seconds = await _generate(ctx, batcher, ticket, image, prompt)
         return CaptionResponse(caption=text, seconds=seconds)
 
     return router

@@ -76,17 +76,15 @@ def require_text(value: str, field: str) -> str:
     return value.strip()
 
 
-async def read_upload(image, limits: ServeLimits, *, size: int, channels: int, purpose: str) -> torch.Tensor:
-    """An `UploadFile` from a required 'image' field, checked and decoded (off the event loop) to (C, size, size)
-    uint8; an HTML form's empty file input counts as missing.
+async def read_upload(image, limits: ServeLimits, *, size: int, channels: int) -> torch.Tensor:
+    """A required 'image' `UploadFile`, checked and decoded off the event loop to (C, size, size) uint8 (FastAPI has
+    already refused a missing file, an HTML form's empty file input included).
 
     Raises:
-        ApiError: 422 `missing_field` when no file was chosen; see `decode_upload` for the rest.
+        ApiError: see `decode_upload`.
     """
     from starlette.concurrency import run_in_threadpool
 
-    if not image.filename and not image.size:
-        raise ApiError(422, "missing_field", f"field 'image' is required: {purpose}", field="image")
     data = await image.read()
     return await run_in_threadpool(decode_upload, data, image.filename, limits, size=size, channels=channels)
 

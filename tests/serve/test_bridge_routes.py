@@ -177,3 +177,17 @@ def test_cli_errors_for_a_wrong_bridge_are_clear(tmp_path):
     assert proc.returncode == 2 and "neither a bridge run directory" in " ".join(proc.stderr.split())
     proc = vlfuse("serve")
     assert proc.returncode == 2 and "nothing to serve" in " ".join(proc.stderr.split())
+
+
+def test_run_arguments_are_recognised_and_a_missing_shipped_bridge_is_named(
+    tiny_bridge_dir, tiny_run_dir, tmp_path, monkeypatch
+):
+    from vlfuse.errors import CheckpointError
+    from vlfuse.lm import run as bridge_run
+    from vlfuse.serve.server import run_kind
+
+    assert run_kind("easy-vqa-bridge") == "bridge" and run_kind(tiny_bridge_dir) == "bridge"
+    assert run_kind(tiny_run_dir) == "classify" and run_kind(tmp_path / "nowhere") is None
+    monkeypatch.setitem(bridge_run.SHIPPED, "easy-vqa-bridge", tmp_path / "not-installed")
+    with pytest.raises(CheckpointError, match="shipped bridge 'easy-vqa-bridge' is incomplete.*bridge.safetensors"):
+        create_app(options={"bridge": "easy-vqa-bridge"})

@@ -189,7 +189,9 @@ def test_untrained_placeholder_warns(trained_run, caplog):
     untrained = Run(run.path, cfg, run.task, run.label_names, model, run.tokenizer)
     with caplog.at_level(logging.WARNING):
         assert len(untrained.predict(text="what color is the shape?")) == 3
+        untrained.predict(text="what shape is it?")  # the same missing input again: not warned again
     assert "untrained" in caplog.text
+    assert [r.getMessage().startswith("no image given") for r in caplog.records] == [True]  # once per run
 
 
 def vlfuse(*args):

@@ -79,6 +79,7 @@ class Run:
         self.model = model
         self.tokenizer = tokenizer
         self.preprocess = ImagePreprocessor(cfg.data, augment=False)
+        self._warned_untrained: set[str] = set()  # modalities already warned about (once per run, not per request)
 
     @classmethod
     def load(cls, path: str | Path, *, device: str = "cpu") -> Run:
@@ -145,11 +146,14 @@ class Run:
                 text_present = None if all(has_text) else torch.tensor(has_text)  # (B,)
         if placeholders is not None and not all(i or t for i, t in zip(has_image, has_text, strict=True)):
             raise ValueError("every input needs an image, a text or both")
-        if missing and placeholders is not None and not placeholders.learned:
+        unwarned = [m for m in missing if m not in self._warned_untrained]
+        if unwarned and placeholders is not None and not placeholders.learned:
+            self._warned_untrained.update(unwarned)
             log.warning(
                 "no %s given: a placeholder stands in, but this run was trained without modality dropout "
-                "(model.modality_dropout=0), so the placeholder is untrained and the prediction may be poor",
-                " / ".join(missing),
+                "(model.modality_dropout=0), so the placeholder is untrained and the prediction may be poor "
+                "(said once per run)",
+                " / ".join(unwarned),
             )
         return Batch(image=image, text_ids=text_ids, text_mask=text_mask, image_present=image_present,
                      text_present=text_present)  # fmt: skip

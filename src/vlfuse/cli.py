@@ -349,19 +349,35 @@ def caption(
 
 @app.command()
 def serve(
-    run: Annotated[Path, typer.Argument(help="run directory (or an ONNX export folder with --backend onnx)")],
+    run: Annotated[
+        str | None,
+        typer.Argument(
+            help="classification run directory (or ONNX export folder with --backend onnx); a bridge run or shipped "
+            "bridge name (easy-vqa-bridge) is served as --bridge, a retrieval run as --retrieval-run",
+        ),
+    ] = None,
+    bridge: Annotated[
+        str | None, typer.Option(help="language bridge run directory or shipped name: POST /v1/ask, /v1/caption")
+    ] = None,
+    index: Annotated[
+        Path | None, typer.Option(help="index file from `vlfuse index`: POST /v1/search, GET /v1/search/image/N")
+    ] = None,
+    retrieval_run: Annotated[
+        Path | None, typer.Option(help="the retrieval run that built --index (default: the run the index records)")
+    ] = None,
     host: Annotated[str, typer.Option(help="interface to listen on (0.0.0.0: every interface)")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
     backend: Annotated[str, typer.Option(help="torch, onnx or onnx-int8 (onnx: after `vlfuse export`)")] = "torch",
     max_upload_bytes: Annotated[int, typer.Option(help="largest image file in bytes")] = 5 * 1024 * 1024,
     max_pixels: Annotated[int, typer.Option(help="largest image in width x height pixels")] = 4096 * 4096,
     formats: Annotated[str, typer.Option(help="accepted image formats, comma-separated")] = "PNG,JPEG,WEBP,GIF,BMP",
-    max_text_chars: Annotated[int, typer.Option(help="longest text in characters")] = 1000,
+    max_text_chars: Annotated[int, typer.Option(help="longest text, question or query in characters")] = 1000,
     max_batch: Annotated[int, typer.Option(help="most requests gathered into one model call")] = 32,
     max_wait_ms: Annotated[float, typer.Option(help="longest a request waits for others to join its batch")] = 5.0,
     log_level: Annotated[str, typer.Option(help="uvicorn log level (info logs every request)")] = "info",
 ) -> None:
-    """Serve a run over HTTP: REST API (POST /v1/predict, GET /v1/info, /healthz) and a web page at /."""
+    """Serve over HTTP: REST API (POST /v1/predict, /v1/ask, /v1/caption, /v1/search; GET /v1/info, /healthz) and a
+    web page at /. Each endpoint is there when its model is given."""
     from vlfuse.serve.limits import ServeLimits
     from vlfuse.serve.server import serve as serve_run
 
@@ -369,7 +385,8 @@ def serve(
         max_upload_bytes=max_upload_bytes, max_pixels=max_pixels, formats=tuple(formats.split(",")),
         max_text_chars=max_text_chars, max_batch=max_batch, max_wait_ms=max_wait_ms,
     )  # fmt: skip
-    serve_run(run, host=host, port=port, backend=backend, limits=limits, log_level=log_level)
+    serve_run(run, bridge=bridge, index=index, retrieval_run=retrieval_run, host=host, port=port, backend=backend,
+              limits=limits, log_level=log_level)  # fmt: skip
 
 
 @app.command("export")

@@ -105,3 +105,88 @@ def test_page_shows_a_clear_error(page, tmp_path):
     page.wait_for_selector("#error", state="visible")
     assert "'notes.txt' is not an image" in page.text_content("#error")
     assert page.is_hidden("#answer")
+
+
+# ---------------------------------------------------------------- the bridge and search panels
+@pytest.fixture(scope="module")
+def full_site(tiny_run_dir, tiny_bridge, tiny_search):
+    """One server with every capability: the classifier, the language bridge and the image index."""
+    options = {"bridge": tiny_bridge, "index": tiny_search.image_index}
+    with live_server(create_app(load_run(tiny_run_dir), options=options)) as url:
+        yield url
+
+
+def open_page(browser, url):
+    page = browser.new_page()
+    page.goto(url)
+    page.wait_for_function("document.body.dataset.capabilities !== undefined")
+    return page
+
+
+def test_every_panel_of_a_full_server(browser, full_site, tiny_bridge, tmp_path):
+    page = open_page(browser, full_site)
+    try:
+        for panel in ("#image-panel", "#predict-form", "#ask-form", "#search-form"):
+            assert page.is_visible(panel), panel
+        assert "language bridge" in page.text_content("#model-info") and "images.index" in page.text_content(
+            "#model-info"
+        )
+        image, question = easy_vqa_image(5), "what shape is in the image?"
+        pixels = tiny_bridge.load_images([image])  # (1, C, H, W) uint8
+        page.set_input_files("#image-input", str(image))
+        page.fill("#question-input", question)
+        page.click("#ask-submit")
+        page.wait_for_selector("#ask-output[data-kind='ask']", state="visible")
+        assert page.text_content("#ask-text") == tiny_bridge.ask(pixels, [question])[0]
+        assert page.text_content("#ask-kind") == "Answer:" and "generated in" in page.text_content("#ask-meta")
+        page.click("#caption-submit")
+        page.wait_for_selector("#ask-output[data-kind='caption']", state="visible")
+        assert page.text_content("#ask-text") == tiny_bridge.caption(pixels)[0]
+        page.click("#submit")  # the classifier still answers for the same image
+        assert shown_answers(page)
+        page.screenshot(path=str(tmp_path / "full.png"), full_page=True)
+    finally:
+        page.close()
+
+
+def test_search_panel_shows_thumbnails_with_scores(browser, full_site, tiny_search):
+    from vlfuse.retrieval.run import RetrievalRun
+    from vlfuse.retrieval.search import search
+
+    page = open_page(browser, full_site)
+    try:
+        page.fill("#query-input", "a green circle")
+        page.fill("#search-k", "4")
+        page.click("#search-submit")
+        page.wait_for_selector("#search-results li")
+        rows = page.locator("#search-results li").evaluate_all(
+            "items => items.map(i => [i.dataset.source, parseFloat(i.dataset.score)])"
+        )
+        expected = search(RetrievalRun.load(tiny_search.run_dir), tiny_search.image_index, "a green circle", k=4).hits
+        assert [source for source, _ in rows] == [h.source for h in expected]
+        assert [score for _, score in rows] == pytest.approx([h.score for h in expected], abs=1e-5)
+        page.wait_for_function(
+            "[...document.querySelectorAll('#search-results img')].every(i => i.complete && i.naturalWidth > 0)"
+        )
+        assert page.locator("#search-results img").count() == 4
+        assert "4 images for “a green circle”" in page.text_content("#search-meta")
+        page.fill("#query-input", "   ")
+        page.click("#search-submit")
+        page.wait_for_selector("#error", state="visible")
+        assert "field 'query' is empty" in page.text_content("#error")
+    finally:
+        page.close()
+
+
+def test_a_bridge_only_page_hides_predict_and_search(browser, tiny_bridge):
+    with live_server(create_app(options={"bridge": tiny_bridge})) as url:
+        page = open_page(browser, url)
+        try:
+            assert page.is_visible("#ask-form") and page.is_visible("#image-panel")
+            assert page.is_hidden("#predict-form") and page.is_hidden("#search-form")
+            page.fill("#question-input", "what color?")
+            page.click("#ask-submit")  # no image chosen: the server's message is shown
+            page.wait_for_selector("#error", state="visible")
+            assert "field 'image'" in page.text_content("#error") and page.is_hidden("#ask-output")
+        finally:
+            page.close()

@@ -24,7 +24,12 @@ SHIPPED = {"easy-vqa-bridge": SHIPPED_DIR / "easy_vqa_bridge"}  # name → folde
 def resolve_bridge_dir(run: str | Path) -> Path:
     """A run directory, or the name of a bridge shipped with vlfuse ("easy-vqa-bridge")."""
     if str(run) in SHIPPED:
-        return SHIPPED[str(run)]
+        folder = SHIPPED[str(run)]
+        missing = [name for name in ("config.yaml", WEIGHTS) if not (folder / name).is_file()]
+        if missing:
+            raise CheckpointError(f"the shipped bridge '{run}' is incomplete: {', '.join(missing)} missing from "
+                                  f"{folder}; reinstall vlfuse")  # fmt: skip
+        return folder
     path = Path(run)
     if not (path / "config.yaml").is_file():
         shipped = ", ".join(SHIPPED)

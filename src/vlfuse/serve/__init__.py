@@ -1,8 +1,9 @@
-"""Serve a trained run over HTTP: REST API (FastAPI), micro-batching, request limits and a web page.
+"""Serve trained runs over HTTP: REST API (FastAPI), micro-batching, request limits and a web page.
 
 Example:
     >>> from vlfuse.serve import create_app
     >>> app = create_app(vlfuse.load_run("runs/vqa"))  # then uvicorn, or from a shell: vlfuse serve runs/vqa
+    >>> app = create_app(options={"bridge": "easy-vqa-bridge", "index": "shapes.index"})  # ask, caption, search
 """
 
 from vlfuse.serve.app import create_app

@@ -1,4 +1,5 @@
-"""The FastAPI app: `create_app(run)` mounts the run's capabilities, /v1/info, /healthz and the web page at `/`."""
+"""The FastAPI app: `create_app(run, options=...)` mounts the capabilities of a classification run, a language bridge
+and a retrieval index, plus /v1/info, /healthz and the web page at `/`."""
 
 from __future__ import annotations
 
@@ -24,31 +25,75 @@ log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
 
-# Modules that register capabilities when imported. The language bridge (POST /v1/ask, /v1/caption) and the
-# retrieval index (POST /v1/search) add their modules here; each decides from the ServeContext whether it applies.
-CAPABILITY_MODULES = ["vlfuse.serve.predict"]
+# Modules that register capabilities when imported; each decides from the ServeContext whether it applies.
+CAPABILITY_MODULES = ["vlfuse.serve.predict", "vlfuse.serve.bridge", "vlfuse.serve.search"]
+OPTIONS = ("bridge", "index", "retrieval_run")
+
+
+def load_options(options: dict[str, Any] | None) -> dict[str, Any]:
+    """Load what the options name: "bridge" (a `BridgeRun`, a bridge run directory or a shipped name such as
+    "easy-vqa-bridge") and "index" (a `SearchIndex` or an index file, queried through "retrieval_run", by default
+    the run recorded in the index).
+
+    Raises:
+        ValueError: an unknown option, or "retrieval_run" without "index".
+        CheckpointError: a bridge or retrieval run that cannot be loaded, or an index built by another model.
+        DataError: an index file that is missing or not an index.
+    """
+    options = {k: v for k, v in (options or {}).items() if v is not None}
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown serve option(s) {unknown}; expected some of: {', '.join(OPTIONS)}")
+    loaded: dict[str, Any] = {}
+    if "bridge" in options:
+        from vlfuse.lm.run import BridgeRun
+
+        bridge = options["bridge"]
+        loaded["bridge"] = bridge if isinstance(bridge, BridgeRun) else BridgeRun.load(bridge)
+    if "index" in options:
+        from vlfuse.serve.search import SearchIndex
+
+        index = options["index"]
+        run = options.get("retrieval_run")
+        loaded["index"] = index if isinstance(index, SearchIndex) else SearchIndex.load(index, run)
+    elif "retrieval_run" in options:
+        raise ValueError("option 'retrieval_run' needs 'index': a retrieval run is served with an index file (--index)")
+    return loaded
 
 
 def create_app(
-    model: Run | Predictor, *, limits: ServeLimits | None = None, options: dict[str, Any] | None = None
+    model: Run | Predictor | None = None,
+    *,
+    limits: ServeLimits | None = None,
+    options: dict[str, Any] | None = None,
 ) -> FastAPI:
-    """Build the web service for a run.
+    """Build the web service for a classification run and/or a language bridge and/or a retrieval index.
 
     Args:
-        model: a loaded run (served with PyTorch) or any predictor backend (e.g. `OnnxPredictor`).
+        model: a loaded classification run (served with PyTorch), any predictor backend (e.g. `OnnxPredictor`), or
+            None for a server without /v1/predict (then give a bridge or an index).
         limits: request limits and micro-batching settings (defaults: `ServeLimits()`).
-        options: extra settings for optional capabilities (e.g. a retrieval index path), by name.
+        options: optional capabilities, by name (see `load_options`): {"bridge": BridgeRun or run dir or
+            "easy-vqa-bridge"} mounts POST /v1/ask and /v1/caption; {"index": INDEX_FILE, "retrieval_run": DIR}
+            mounts POST /v1/search and GET /v1/search/image/{position}.
 
     Returns:
         the FastAPI app; run it with uvicorn (`vlfuse serve` does).
+
+    Raises:
+        ValueError: nothing to serve, or an unknown option.
+        CheckpointError / DataError: see `load_options` (e.g. an index built by another model than its run).
     """
-    predictor: Predictor = TorchPredictor(model) if isinstance(model, Run) else model
+    predictor: Predictor | None = TorchPredictor(model) if isinstance(model, Run) else model
     limits = limits or ServeLimits()
+    loaded = load_options(options)
+    if predictor is None and not loaded:
+        raise ValueError("nothing to serve: give a classification run, a bridge (--bridge) or an index (--index)")
     for module in CAPABILITY_MODULES:
         importlib.import_module(module)
-    ctx = ServeContext(predictor=predictor, limits=limits, run_dir=predictor.path, options=dict(options or {}))
+    ctx = ServeContext(predictor=predictor, limits=limits, run_dir=_main_dir(predictor, loaded), options=loaded)
     mounted = [cap for cap in CAPABILITIES.values() if cap.available(ctx)]
-    routers = [cap.routes(ctx) for cap in mounted]  # builders may add batchers to ctx
+    routers = [cap.routes(ctx) for cap in mounted]  # builders may add batchers and /v1/info sections to ctx
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -60,10 +105,11 @@ def create_app(
             for batcher in ctx.batchers.values():
                 await batcher.stop()
 
+    capabilities = [cap.name for cap in mounted]
     app = FastAPI(
         title="vlfuse",
         version=vlfuse.__version__,
-        description=f"Vision-language model served from `{predictor.path.name}` ({predictor.backend} backend). "
+        description=f"Vision-language models served from `{ctx.run_dir.name}` ({', '.join(capabilities)}). "
         'Errors are JSON: `{"error": {"code": ..., "message": ..., "field": ...}}`.',
         lifespan=lifespan,
     )
@@ -72,7 +118,6 @@ def create_app(
     install_error_handlers(app)
     for router in routers:
         app.include_router(router)
-    capabilities = [cap.name for cap in mounted]
 
     @app.get("/healthz", tags=["service"], summary="Liveness: 200 while the server runs")
     async def healthz() -> dict[str, str]:
@@ -80,22 +125,18 @@ def create_app(
 
     @app.get("/v1/info", tags=["service"], summary="Task, labels, metrics, limits, batching counters, versions")
     async def info() -> dict[str, Any]:
-        described = predictor.describe()
+        main = _describe_main(ctx)
         return {
-            "run": predictor.path.name,
-            "task": predictor.task,
-            "labels": predictor.label_names,
-            "backend": predictor.backend,
+            "run": main["run"],
+            "task": main["task"],
+            "labels": main["labels"],
+            "backend": main["backend"],
             "capabilities": capabilities,
-            "inputs": {
-                "image": predictor.reads_image,
-                "text": predictor.reads_text,
-                "either_may_be_missing": predictor.missing_modalities,
-                "image_size": predictor.image_size,
-            },
-            "metrics": described.pop("metrics"),
-            "versions": {"vlfuse": vlfuse.__version__, **described.pop("versions")},
-            **described,
+            "inputs": main["inputs"],
+            "metrics": main["metrics"],
+            "versions": {"vlfuse": vlfuse.__version__, **main["versions"]},
+            **main["extra"],
+            **ctx.info,
             "limits": limits.as_dict(),
             "batching": {name: b.stats.as_dict() for name, b in ctx.batchers.items()},
         }
@@ -106,3 +147,39 @@ def create_app(
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
+
+
+def _main_dir(predictor: Predictor | None, loaded: dict[str, Any]) -> Path:
+    """The folder the server is named after: the classification run, else the bridge run, else the retrieval run."""
+    if predictor is not None:
+        return predictor.path
+    if "bridge" in loaded:
+        return loaded["bridge"].run_dir
+    return loaded["index"].run.path
+
+
+def _describe_main(ctx: ServeContext) -> dict[str, Any]:
+    """The /v1/info facts of the main served model: the classifier, else the bridge, else the retrieval run."""
+    p = ctx.predictor
+    if p is None:
+        from vlfuse.serve.bridge import describe_bridge
+        from vlfuse.serve.search import describe_retrieval
+
+        bridge = ctx.options.get("bridge")
+        return describe_bridge(bridge) if bridge is not None else describe_retrieval(ctx.options["index"])
+    described = p.describe()
+    return {
+        "run": p.path.name,
+        "task": p.task,
+        "labels": p.label_names,
+        "backend": p.backend,
+        "inputs": {
+            "image": p.reads_image,
+            "text": p.reads_text,
+            "either_may_be_missing": p.missing_modalities,
+            "image_size": p.image_size,
+        },
+        "metrics": described.pop("metrics"),
+        "versions": described.pop("versions"),
+        "extra": described,  # model config, placeholders_learned, onnx_file
+    }

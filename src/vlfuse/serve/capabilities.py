@@ -1,11 +1,12 @@
-"""What a served run can do, as pluggable route providers.
+"""What a server can do, as pluggable route providers.
 
-A capability is a name, a test of whether the run has what it needs, and a function that builds its routes.
+A capability is a name, a test of whether the server has what it needs, and a function that builds its routes.
 `create_app` mounts every registered capability whose test passes and lists the mounted ones in /v1/info, where the
-web page reads them. `predict` (classification / VQA answers) is built in. Capabilities that other parts of vlfuse
-provide register themselves the same way from their own module, e.g.
+web page reads them. Built in: `predict` (a classification run), `ask` and `caption` (a language bridge,
+`options["bridge"]`) and `search` (a retrieval index, `options["index"]`). A capability registers itself from its
+own module, e.g.
 
-    @register_capability("caption", available=lambda ctx: (ctx.run_dir / "bridge").is_dir())
+    @register_capability("caption", available=lambda ctx: ctx.options.get("bridge") is not None)
     def caption_routes(ctx: ServeContext) -> APIRouter: ...
 
 and `vlfuse.serve.app.CAPABILITY_MODULES` names the modules to import so that they register.
@@ -31,18 +32,22 @@ class ServeContext:
     """Everything a capability may use to build its routes.
 
     Attributes:
-        predictor: the run's classifier backend.
+        predictor: the classification run's backend; None when the server has none (a bridge or an index alone).
         limits: the server's request limits.
-        run_dir: the served folder (a run directory, or an export folder with the ONNX backends).
-        options: extra settings given to `create_app` (e.g. a retrieval index path), keyed by name.
+        run_dir: the main served folder (the classification run or its export folder; else the bridge run, else
+            the retrieval run).
+        options: the loaded extras given to `create_app`, by name: "bridge" (a `BridgeRun`) and "index" (a
+            `vlfuse.serve.search.SearchIndex`).
         batchers: micro-batchers whose loops the app starts and stops with the server (a capability adds its own).
+        info: sections a capability adds to /v1/info, by name (e.g. "bridge", "search").
     """
 
-    predictor: Predictor
+    predictor: Predictor | None
     limits: ServeLimits
     run_dir: Path
     options: dict[str, Any] = field(default_factory=dict)
     batchers: dict[str, MicroBatcher] = field(default_factory=dict)
+    info: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,22 @@ _HTTP_CODES = {
     413: "body_too_large",
     415: "unsupported_media_type",
 }
+
+
+FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="stable machine-readable error code, e.g. unsupported_image")
+    message: str = Field(description="what is wrong (naming the field) and what was expected")
+    field: str | None = Field(None, description="the request field at fault, when there is one")
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+ERROR_RESPONSES = {status: {"model": ErrorResponse} for status in (400, 413, 415, 422)}  # for route declarations
 
 
 class ApiError(Exception):
@@ -76,8 +93,17 @@ async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
     return JSONResponse(error_body(exc.code, exc.message, exc.field), status_code=exc.status)
 
 
-async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-    message, field = validation_message(list(exc.errors()))
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = list(exc.errors())
+    content_type = request.headers.get("content-type", "").split(";")[0].strip()
+    body_missing = errors and all(
+        e.get("type") == "missing" and tuple(e.get("loc", ()))[:1] == ("body",) for e in errors
+    )
+    if body_missing and content_type and not content_type.startswith(FORM_TYPES):
+        fields = ", ".join(f"'{_field_of(e['loc'])}'" for e in errors)
+        message = f"the body is {content_type}; expected multipart/form-data with the field(s) {fields}"
+        return JSONResponse(error_body("unsupported_media_type", message), status_code=415)
+    message, field = validation_message(errors)
     return JSONResponse(error_body("invalid_field", message, field), status_code=422)
 
 
@@ -86,8 +112,8 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
     detail = str(exc.detail)
     if exc.status_code == 400:
         message = (
-            f"the request body could not be parsed ({detail}); expected multipart/form-data with an 'image' file "
-            "and/or a 'text' field"
+            f"the request body could not be parsed ({detail}); expected multipart/form-data with the fields of "
+            f"{request.url.path} (see /openapi.json)"
         )
     elif exc.status_code == 413:
         message = f"{detail}; send a smaller image"

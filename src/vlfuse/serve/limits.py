@@ -65,6 +65,30 @@ class ServeLimits:
         return {**asdict(self), "formats": list(self.formats), "max_body_bytes": self.max_body_bytes}
 
 
+def require_text(value: str, field: str) -> str:
+    """A required text field that must hold more than whitespace (its length is checked by the form declaration).
+
+    Raises:
+        ApiError: 422 `empty_text` naming the field.
+    """
+    if not value.strip():
+        raise ApiError(422, "empty_text", f"field '{field}' is empty; expected a non-empty text", field=field)
+    return value.strip()
+
+
+async def read_upload(image, limits: ServeLimits, *, size: int, channels: int) -> torch.Tensor:
+    """A required 'image' `UploadFile`, checked and decoded off the event loop to (C, size, size) uint8 (FastAPI has
+    already refused a missing file, an HTML form's empty file input included).
+
+    Raises:
+        ApiError: see `decode_upload`.
+    """
+    from starlette.concurrency import run_in_threadpool
+
+    data = await image.read()
+    return await run_in_threadpool(decode_upload, data, image.filename, limits, size=size, channels=channels)
+
+
 def decode_upload(data: bytes, filename: str | None, limits: ServeLimits, *, size: int, channels: int) -> torch.Tensor:
     """Check an uploaded image against the limits, then decode it to (C, size, size) uint8 as in training.
 

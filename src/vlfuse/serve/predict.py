@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from vlfuse.serve.batcher import MicroBatcher
 from vlfuse.serve.capabilities import ServeContext, register_capability
-from vlfuse.serve.errors import ApiError
+from vlfuse.serve.errors import ERROR_RESPONSES, ApiError
 from vlfuse.serve.limits import decode_upload
 
 
@@ -31,19 +31,6 @@ class PredictResponse(BaseModel):
     predictions: list[LabelProbability] = Field(description="top-k labels, most probable first")
     used: UsedInputs
     backend: str = Field(description="torch, onnx or onnx-int8")
-
-
-class ErrorDetail(BaseModel):
-    code: str = Field(description="stable machine-readable error code, e.g. unsupported_image")
-    message: str = Field(description="what is wrong (naming the field) and what was expected")
-    field: str | None = Field(None, description="the request field at fault, when there is one")
-
-
-class ErrorResponse(BaseModel):
-    error: ErrorDetail
-
-
-ERROR_RESPONSES = {status: {"model": ErrorResponse} for status in (400, 413, 415, 422)}
 
 
 @dataclass
@@ -102,7 +89,7 @@ async def _explain_empty_form(request: Request) -> None:
         )
 
 
-@register_capability("predict", available=lambda ctx: True)
+@register_capability("predict", available=lambda ctx: ctx.predictor is not None)
 def predict_routes(ctx: ServeContext) -> APIRouter:
     """The classifier endpoint of every run."""
     predictor, limits = ctx.predictor, ctx.limits

@@ -1,4 +1,6 @@
-// The vlfuse web page: pick or drop an image, type a text, POST /v1/predict, show the answers as bars.
+// The vlfuse web page: one image (picked or dropped) shared by the panels; each panel is shown when /v1/info lists
+// its capability. Classify: POST /v1/predict, answers as bars. Ask / Caption: POST /v1/ask, /v1/caption, the
+// generated text. Search: POST /v1/search, hits as thumbnails (GET image_url) with scores.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -24,21 +26,68 @@ function setFile(file) {
   $("dropzone-hint").textContent = file ? file.name : "Drop an image here, or click to pick one";
 }
 
+function describe(info, has) {
+  const parts = [];
+  if (has("predict")) {
+    const metric = info.metrics && info.metrics.test && info.metrics.test.accuracy;
+    const accuracy = typeof metric === "number" ? `, test accuracy ${(100 * metric).toFixed(1)} %` : "";
+    parts.push(`${info.run}: ${info.task}, ${info.labels.length} labels, ${info.backend} backend${accuracy}`);
+  }
+  if (info.bridge) parts.push(`language bridge ${info.bridge.run} (${info.bridge.language_model})`);
+  if (info.search) {
+    parts.push(`index ${info.search.index}: ${info.search.items} ${info.search.kind}s (run ${info.search.run})`);
+  }
+  return parts.join(" · ");
+}
+
 async function loadInfo() {
   try {
     const response = await fetch("/v1/info");
     const info = await response.json();
-    const metric = info.metrics && info.metrics.test && info.metrics.test.accuracy;
-    const accuracy = typeof metric === "number" ? `, test accuracy ${(100 * metric).toFixed(1)} %` : "";
-    $("model-info").textContent =
-      `${info.run}: ${info.task}, ${info.labels.length} labels, ${info.backend} backend${accuracy}`;
-    $("top-k").max = String(info.labels.length);
-    $("top-k").value = String(Math.min(5, info.labels.length));
-    if (!info.inputs.image) $("dropzone").hidden = true;
-    if (!info.inputs.text) $("text-input").hidden = true;
+    const has = (name) => info.capabilities.includes(name);
+    $("model-info").textContent = describe(info, has);
+    if (has("predict")) {
+      $("top-k").max = String(info.labels.length);
+      $("top-k").value = String(Math.min(5, info.labels.length));
+      if (!info.inputs.text) $("text-input").hidden = true;
+    }
+    $("predict-form").hidden = !has("predict");
+    $("ask-form").hidden = !has("ask");
+    $("ask-submit").hidden = !has("ask");
+    $("question-input").hidden = !has("ask");
+    $("caption-submit").hidden = !has("caption");
+    if (has("caption") && !has("ask")) $("ask-form").hidden = false;
+    $("search-form").hidden = !has("search");
+    if (has("search")) {
+      $("search-k").max = String(info.search.max_k);
+      $("search-k").value = String(Math.min(5, info.search.max_k));
+    }
+    const readsImage = (has("predict") && info.inputs.image) || has("ask") || has("caption");
+    $("image-panel").hidden = !readsImage;
     $("capabilities").textContent = `endpoints: ${info.capabilities.join(", ")}`;
+    document.body.dataset.capabilities = info.capabilities.join(",");
   } catch (err) {
     showError(`could not load model information: ${err}`);
+  }
+}
+
+// POST a form; returns the JSON payload, or null after showing the server's error message.
+async function post(url, body, button) {
+  $("error").hidden = true;
+  button.disabled = true;
+  try {
+    const response = await fetch(url, { method: "POST", body });
+    const payload = await response.json();
+    if (!response.ok) {
+      showError(payload.error ? payload.error.message : `request failed (${response.status})`);
+      return null;
+    }
+    return payload;
+  } catch (err) {
+    showError(`request failed: ${err}`);
+    return null;
+  } finally {
+    button.disabled = false;
   }
 }
 
@@ -71,27 +120,66 @@ function render(result) {
 
 async function predict(event) {
   event.preventDefault();
-  $("error").hidden = true;
   const body = new FormData();
   if (chosenFile) body.append("image", chosenFile, chosenFile.name);
   const text = $("text-input").value.trim();
   if (text) body.append("text", text);
   body.append("top_k", $("top-k").value);
-  $("submit").disabled = true;
-  try {
-    const response = await fetch("/v1/predict", { method: "POST", body });
-    const payload = await response.json();
-    if (!response.ok) {
-      $("answer").hidden = true;
-      showError(payload.error ? payload.error.message : `request failed (${response.status})`);
-      return;
+  const payload = await post("/v1/predict", body, $("submit"));
+  if (payload) render(payload);
+  else $("answer").hidden = true;
+}
+
+// Ask (a question) or caption: the generated text replaces the last one.
+async function generate(kind, button) {
+  const body = new FormData();
+  if (chosenFile) body.append("image", chosenFile, chosenFile.name);
+  if (kind === "ask") body.append("question", $("question-input").value);
+  $("ask-output").hidden = true;
+  const payload = await post(`/v1/${kind}`, body, button);
+  if (!payload) return;
+  $("ask-kind").textContent = kind === "ask" ? "Answer:" : "Caption:";
+  $("ask-text").textContent = kind === "ask" ? payload.answer : payload.caption;
+  $("ask-output").dataset.kind = kind;
+  $("ask-meta").textContent = `generated in ${payload.seconds.toFixed(2)} s`;
+  $("ask-output").hidden = false;
+}
+
+function renderHits(result) {
+  const list = $("search-results");
+  list.replaceChildren();
+  for (const hit of result.hits) {
+    const item = document.createElement("li");
+    item.dataset.source = hit.source;
+    item.dataset.score = String(hit.score);
+    if (hit.image_url) {
+      const img = document.createElement("img");
+      img.src = hit.image_url;
+      img.alt = hit.label || hit.source;
+      item.append(img);
     }
-    render(payload);
-  } catch (err) {
-    showError(`request failed: ${err}`);
-  } finally {
-    $("submit").disabled = false;
+    const caption = document.createElement("span");
+    caption.className = "hit-label";
+    caption.textContent = hit.label || hit.source;
+    caption.title = hit.source;
+    const score = document.createElement("span");
+    score.className = "score";
+    score.textContent = hit.score.toFixed(3);
+    item.append(caption, score);
+    list.append(item);
   }
+  $("search-meta").textContent =
+    `${result.hits.length} ${result.index_kind}s for “${result.query}” in ${(1000 * result.seconds).toFixed(1)} ms`;
+}
+
+async function search(event) {
+  event.preventDefault();
+  const body = new FormData();
+  body.append("query", $("query-input").value);
+  body.append("k", $("search-k").value);
+  const payload = await post("/v1/search", body, $("search-submit"));
+  if (payload) renderHits(payload);
+  else $("search-results").replaceChildren();
 }
 
 function setUp() {
@@ -110,6 +198,9 @@ function setUp() {
     if (file) setFile(file);
   });
   $("predict-form").addEventListener("submit", predict);
+  $("ask-form").addEventListener("submit", (e) => { e.preventDefault(); generate("ask", $("ask-submit")); });
+  $("caption-submit").addEventListener("click", () => generate("caption", $("caption-submit")));
+  $("search-form").addEventListener("submit", search);
   loadInfo();
 }
 

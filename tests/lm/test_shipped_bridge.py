@@ -28,7 +28,7 @@ def shipped() -> BridgeRun:
 
 
 @pytest.fixture(scope="module")
-def test_questions():
+def sampled_questions():
     import easy_vqa
 
     questions, answers, image_ids = easy_vqa.get_test_questions()
@@ -47,11 +47,11 @@ def test_checkpoint_is_small_and_matches_the_repo_config():
     assert metrics["weights_bytes"] == weights.stat().st_size
 
 
-def test_answers_real_test_questions(shipped, test_questions):
-    images = shipped.load_images([p for p, _, _ in test_questions])
-    answers = shipped.ask(images, [q for _, q, _ in test_questions])
-    correct = [a.strip().lower() == truth for a, (_, _, truth) in zip(answers, test_questions, strict=True)]
-    assert sum(correct) >= 45, list(zip(answers, test_questions, strict=True))  # 48 questions; target ≥ 97 %
+def test_answers_real_test_questions(shipped, sampled_questions):
+    images = shipped.load_images([p for p, _, _ in sampled_questions])
+    answers = shipped.ask(images, [q for _, q, _ in sampled_questions])
+    correct = [a.strip().lower() == truth for a, (_, _, truth) in zip(answers, sampled_questions, strict=True)]
+    assert sum(correct) >= 45, list(zip(answers, sampled_questions, strict=True))  # 48 questions; target ≥ 97 %
 
 
 def test_captions_name_colour_and_shape(shipped):
@@ -66,13 +66,13 @@ def test_captions_name_colour_and_shape(shipped):
     assert sum(named) >= 15, captions
 
 
-def test_cli_ask_and_caption_with_the_shipped_bridge(test_questions):
-    path, question, truth = test_questions[0]
+def test_cli_ask_and_caption_with_the_shipped_bridge(sampled_questions):
+    path, question, truth = sampled_questions[0]
     asked = vlfuse("ask", "easy-vqa-bridge", path, question)
     assert asked.returncode == 0, asked.stderr[-2000:]
     assert asked.stdout.strip().lower() == truth
-    captioned = vlfuse("caption", "easy-vqa-bridge", test_questions[1][0], test_questions[2][0], "--json")
+    captioned = vlfuse("caption", "easy-vqa-bridge", sampled_questions[1][0], sampled_questions[2][0], "--json")
     assert captioned.returncode == 0, captioned.stderr[-2000:]
     lines = [json.loads(line) for line in captioned.stdout.strip().splitlines()]
-    assert [line["image"] for line in lines] == [test_questions[1][0], test_questions[2][0]]
+    assert [line["image"] for line in lines] == [sampled_questions[1][0], sampled_questions[2][0]]
     assert all(line["caption"].startswith("a ") for line in lines)  # "a blue triangle"

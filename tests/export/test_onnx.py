@@ -37,7 +37,7 @@ def exported(run, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def test_rows(run):
+def held_out_split(run):
     return run.split_data("test")
 
 
@@ -59,22 +59,22 @@ def test_export_folder_is_self_contained(exported, run):
     onnx.checker.check_model(str(exported / "model.onnx"))
 
 
-def test_onnx_logits_match_pytorch_on_the_test_split(exported, run, test_rows):
+def test_onnx_logits_match_pytorch_on_the_test_split(exported, run, held_out_split):
     model = OnnxModel(exported)
-    rows = list(range(len(test_rows)))
-    images, texts = rows_of(test_rows, rows)
+    rows = list(range(len(held_out_split)))
+    images, texts = rows_of(held_out_split, rows)
     with torch.inference_mode():
         expected = run.model(run.make_batch(images, texts))  # (N, K) the PyTorch path, presence flags absent
     got = model.logits(model.feeds(images, texts))  # (N, K)
-    assert got.shape == tuple(expected.shape) == (len(test_rows), len(run.label_names))
+    assert got.shape == tuple(expected.shape) == (len(held_out_split), len(run.label_names))
     assert np.abs(got - expected.numpy()).max() <= 1e-4
-    accuracy = (got.argmax(1) == test_rows.labels.numpy()).mean()
+    accuracy = (got.argmax(1) == held_out_split.labels.numpy()).mean()
     assert accuracy == pytest.approx(run.metrics["test"]["accuracy"], abs=1e-6)
 
 
-def test_onnx_handles_missing_inputs_like_pytorch(exported, run, test_rows):
+def test_onnx_handles_missing_inputs_like_pytorch(exported, run, held_out_split):
     model = OnnxModel(exported)
-    images, texts = rows_of(test_rows, range(6))
+    images, texts = rows_of(held_out_split, range(6))
     images = [None if i % 3 == 0 else im for i, im in enumerate(images)]  # rows 0, 3: text only
     texts = [None if i % 3 == 1 else t for i, t in enumerate(texts)]  # rows 1, 4: image only
     expected = run.predict_proba(images, texts)  # (6, K)
@@ -83,14 +83,14 @@ def test_onnx_handles_missing_inputs_like_pytorch(exported, run, test_rows):
     assert torch.allclose(text_only, run.predict_proba(None, texts[:1] * 2), atol=1e-5)
 
 
-def test_int8_model_is_quantised_and_close(exported, run, test_rows):
+def test_int8_model_is_quantised_and_close(exported, run, held_out_split):
     graph = onnx.load(str(exported / "model.int8.onnx")).graph
     assert {"DynamicQuantizeLinear", "MatMulInteger"} <= {node.op_type for node in graph.node}
     fp32, int8 = OnnxModel(exported), OnnxModel(exported, int8=True)
-    images, texts = rows_of(test_rows, range(len(test_rows)))
+    images, texts = rows_of(held_out_split, range(len(held_out_split)))
     feeds = fp32.feeds(images, texts)
     full, quantised = fp32.logits(feeds), int8.logits(feeds)  # (N, K) each
-    labels = test_rows.labels.numpy()
+    labels = held_out_split.labels.numpy()
     assert abs((quantised.argmax(1) == labels).mean() - (full.argmax(1) == labels).mean()) <= 0.05
     assert np.abs(quantised - full).max() > 0  # it is a different model
 

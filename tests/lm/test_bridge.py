@@ -88,8 +88,8 @@ def test_scratch_decoder_trains_whole_saves_whole_and_generates():
     assert losses[-1] < 0.1 * losses[0], losses  # from ln(49,152) ≈ 10.8
     bridge.eval()
     embeds = bridge.embed(batch.visual[:2], batch.text_ids[:2, :5])  # (2, T, H)
-    ids = generate(bridge.lm, embeds, torch.ones(embeds.shape[:2], dtype=torch.long), GenerationConfig(max_new_tokens=3),
-                   eos_id=bridge.eos_id)  # fmt: skip
+    mask = torch.ones(embeds.shape[:2], dtype=torch.long)  # (2, T)
+    ids = generate(bridge.lm, embeds, mask, GenerationConfig(max_new_tokens=3), eos_id=bridge.eos_id)
     assert len(ids) == 2 and all(1 <= len(row) <= 3 for row in ids)
     with pytest.raises(ConfigError, match="lora.rank"):
         lm2, _ = load_language_model("scratch-decoder", size)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -23,7 +22,7 @@ from pydantic import Field, SerializeAsAny, field_validator
 
 from vlfuse.config import DataConfig, Section, TrainConfig, save_config
 from vlfuse.data.transforms import ImagePreprocessor
-from vlfuse.errors import CheckpointError, ConfigError
+from vlfuse.errors import ConfigError
 from vlfuse.features import cached_features
 from vlfuse.lm.bridge import BridgeModel, BridgeModelConfig
 from vlfuse.lm.data import BridgeLoader, BridgeSplit, load_bridge_split
@@ -31,7 +30,7 @@ from vlfuse.lm.generate import GenerationConfig
 from vlfuse.lm.language_model import load_language_model
 from vlfuse.lm.metrics import answer_accuracy, caption_scores, names_attributes
 from vlfuse.registry import IMAGE_ENCODERS, ComponentConfig
-from vlfuse.train.checkpoint import load_model_weights, save_model_weights
+from vlfuse.train.checkpoint import claim_run_dir, load_model_weights, save_model_weights
 from vlfuse.train.trainer import BEST_WEIGHTS, MetricsLogger, Trainer
 
 log = logging.getLogger(__name__)
@@ -100,11 +99,7 @@ def train_bridge(
 ) -> dict[str, Any]:
     """Train every stage, evaluate on the test split, write the run directory; returns the metrics summary."""
     run_dir = Path(run_dir)
-    if run_dir.exists() and any(run_dir.iterdir()) and not resume:
-        if not overwrite:
-            raise CheckpointError(f"run directory '{run_dir}' is not empty: pass --resume to continue it or "
-                                  "--overwrite to replace it")  # fmt: skip
-        shutil.rmtree(run_dir)
+    claim_run_dir(run_dir, resume=resume, overwrite=overwrite)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / "config.yaml")
     torch.manual_seed(cfg.seed)
@@ -270,8 +265,8 @@ def report_samples(model, encoder, cfg, test: BridgeSplit, visual, n: int = 8) -
         rows = rows.select(range(min(n, len(rows))))
         if len(rows):
             predictions = _generate_rows(model, encoder, cfg, test, visual, rows, cfg.eval.batch_size)
-            samples[task] = [(int(i), p, t, g) for i, p, t, g in
-                             zip(rows.image_index.tolist(), rows.prompts, rows.targets, predictions, strict=True)]  # fmt: skip
+            rows_with_text = zip(rows.image_index.tolist(), rows.prompts, rows.targets, predictions, strict=True)
+            samples[task] = [(int(i), p, t, g) for i, p, t, g in rows_with_text]
     return samples
 
 

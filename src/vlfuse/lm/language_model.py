@@ -63,7 +63,9 @@ def load_language_model(name: str = "smollm2-135m-instruct", scratch: ScratchDec
     if name == SCRATCH_DECODER:
         return scratch_decoder(scratch or ScratchDecoderConfig())
     if name not in LANGUAGE_MODELS:
-        raise ConfigError(f"unknown language model '{name}'; available: {', '.join([*LANGUAGE_MODELS, SCRATCH_DECODER])}")
+        raise ConfigError(
+            f"unknown language model '{name}'; available: {', '.join([*LANGUAGE_MODELS, SCRATCH_DECODER])}"
+        )
     folder = pretrained_folder(name)
     import transformers
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from vlfuse.config import save_config
 from vlfuse.data.captions import caption_templates
 from vlfuse.data.loader import BatchLoader
 from vlfuse.data.transforms import ImagePreprocessor
-from vlfuse.errors import CheckpointError, ConfigError
+from vlfuse.errors import ConfigError
 from vlfuse.evaluate.report import plot_learning_curves, write_report
 from vlfuse.model import count_parameters
 from vlfuse.retrieval.config import RetrievalConfig
@@ -31,7 +30,7 @@ from vlfuse.retrieval.embed import embed_images, evaluate_captioned
 from vlfuse.retrieval.loss import contrastive_loss, positive_mask
 from vlfuse.retrieval.model import DualEncoder, build_dual_encoder
 from vlfuse.retrieval.zeroshot import evaluate_zeroshot, label_embeddings
-from vlfuse.train.checkpoint import load_model_weights
+from vlfuse.train.checkpoint import claim_run_dir, load_model_weights
 from vlfuse.train.trainer import BEST_WEIGHTS, Callback, MetricsLogger, Trainer
 from vlfuse.types import Batch
 
@@ -73,13 +72,7 @@ def train_retrieval(
     run_dir = Path(run_dir)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ConfigError("task: retrieval trains in one process (negatives are not gathered across processes)")
-    if not resume and (run_dir / "config.yaml").exists():
-        if not overwrite:
-            raise CheckpointError(
-                f"run directory '{run_dir}' already holds a run; continue it with --resume, pick another --run-dir, "
-                "or pass --overwrite to replace it"
-            )
-        shutil.rmtree(run_dir)
+    claim_run_dir(run_dir, resume=resume, overwrite=overwrite)
     from vlfuse.train.experiment import resolve_device
 
     device = resolve_device(cfg.train.device)

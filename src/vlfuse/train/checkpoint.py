@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -133,3 +134,16 @@ def load_model_weights(model: torch.nn.Module, path: Path) -> None:
         model.load_state_dict(tensors)
     except RuntimeError as err:
         raise CheckpointError(f"weights '{path}' do not match the model built from the run's config: {err}") from None
+
+
+def claim_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
+    """Make sure starting a run in `run_dir` loses nothing: a directory that already holds a run (its config.yaml)
+    is only continued (`resume`) or, when asked (`overwrite`), removed first; otherwise a CheckpointError."""
+    if resume or not (run_dir / "config.yaml").exists():
+        return
+    if not overwrite:
+        raise CheckpointError(
+            f"run directory '{run_dir}' already holds a run; continue it with --resume, pick another --run-dir, "
+            "or pass --overwrite to replace it"
+        )
+    shutil.rmtree(run_dir)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -27,13 +26,12 @@ from vlfuse.data.dataset import PreparedData, prepare_data
 from vlfuse.data.loader import BatchLoader
 from vlfuse.data.text import TextTokenizer
 from vlfuse.data.transforms import ImagePreprocessor
-from vlfuse.errors import CheckpointError
 from vlfuse.evaluate.predict import evaluate_split
 from vlfuse.evaluate.report import plot_confusion_matrix, plot_learning_curves, write_report
 from vlfuse.features import cached_features
 from vlfuse.model import add_missing_modality_rows, build_experiment_model, count_parameters
 from vlfuse.tasks import Task, confusion_matrix
-from vlfuse.train.checkpoint import load_model_weights
+from vlfuse.train.checkpoint import claim_run_dir, load_model_weights
 from vlfuse.train.distributed import DistContext, init_distributed, shutdown_distributed
 from vlfuse.train.trainer import BEST_WEIGHTS, Callback, MetricsLogger, Trainer
 
@@ -108,13 +106,8 @@ def train_experiment(
     started = time.perf_counter()
     run_dir = Path(run_dir)
     is_first_process = int(os.environ.get("RANK", "0")) == 0
-    if not resume and is_first_process and (run_dir / "config.yaml").exists():
-        if not overwrite:
-            raise CheckpointError(
-                f"run directory '{run_dir}' already holds a run; continue it with --resume, pick another --run-dir, "
-                "or pass --overwrite to replace it"
-            )
-        shutil.rmtree(run_dir)
+    if is_first_process:
+        claim_run_dir(run_dir, resume=resume, overwrite=overwrite)
     device = resolve_device(cfg.train.device)
     dist_ctx = init_distributed(device)
     try:

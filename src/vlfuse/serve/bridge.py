@@ -114,7 +114,7 @@ def ask_routes(ctx: ServeContext) -> APIRouter:
         "/v1/ask",
         response_model=AskResponse,
         responses=ERROR_RESPONSES,
-        form_limits={"max_fields": 8, "max_files": 2, "max_part_size": 4 * limits.max_text_chars + 1024},
+        form_limits=limits.form_limits(files=2),
         summary="Answer a question about an image, in words (language bridge)",
     )
     async def ask(
@@ -142,7 +142,7 @@ def caption_routes(ctx: ServeContext) -> APIRouter:
         "/v1/caption",
         response_model=CaptionResponse,
         responses=ERROR_RESPONSES,
-        form_limits={"max_fields": 8, "max_files": 2, "max_part_size": 1024},
+        form_limits=ctx.limits.form_limits(files=2, texts=False),
         summary="Describe an image in words (language bridge)",
     )
     async def caption(image: Annotated[UploadFile, _image_field(ctx)]) -> CaptionResponse:

@@ -64,6 +64,11 @@ class ServeLimits:
     def as_dict(self) -> dict:
         return {**asdict(self), "formats": list(self.formats), "max_body_bytes": self.max_body_bytes}
 
+    def form_limits(self, *, files: int, texts: bool = True) -> dict[str, int]:
+        """Multipart parser limits of a form endpoint (FastAPI `form_limits`): a few fields, `files` file parts,
+        non-file parts sized for a text of `max_text_chars` (up to 4 bytes a character in UTF-8) when `texts`."""
+        return {"max_fields": 8, "max_files": files, "max_part_size": (4 * self.max_text_chars if texts else 0) + 1024}
+
 
 def require_text(value: str, field: str) -> str:
     """A required text field that must hold more than whitespace (its length is checked by the form declaration).

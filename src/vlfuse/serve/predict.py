@@ -108,7 +108,7 @@ def predict_routes(ctx: ServeContext) -> APIRouter:
         "/v1/predict",
         response_model=PredictResponse,
         responses=ERROR_RESPONSES,
-        form_limits={"max_fields": 8, "max_files": 2, "max_part_size": 4 * limits.max_text_chars + 1024},
+        form_limits=limits.form_limits(files=2),
         summary="Top-k labels for an image and/or a text",
     )
     async def predict(

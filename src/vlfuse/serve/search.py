@@ -153,7 +153,7 @@ def search_routes(ctx: ServeContext) -> APIRouter:
         "/v1/search",
         response_model=SearchResponse,
         responses=ERROR_RESPONSES,
-        form_limits={"max_fields": 8, "max_files": 0, "max_part_size": 4 * limits.max_text_chars + 1024},
+        form_limits=limits.form_limits(files=0),
         summary=f"The top-k {index.kind}s of the index for a text query",
     )
     async def search(

@@ -26,6 +26,20 @@ def batch_for(bridge, n: int = 6) -> BridgeBatch:
     return BridgeBatch(visual, ids, mask, labels)
 
 
+def train_steps(bridge, batch: BridgeBatch, *, steps: int, lr: float) -> list[float]:
+    """Adam steps on the bridge's trainable parameters over one batch; the loss before each step."""
+    opt = torch.optim.Adam([p for p in bridge.parameters() if p.requires_grad], lr=lr)
+    bridge.train()
+    losses = []
+    for _ in range(steps):
+        loss = bridge.loss(batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses
+
+
 def test_projector_maps_visual_tokens_into_the_lm_width(tiny_bridge):
     visual = torch.randn(4, 5, 8)  # (B, N, D_v)
     assert tiny_bridge.projector(visual).shape == (4, 5, 576)
@@ -46,15 +60,7 @@ def test_state_dict_holds_only_projector_and_adapters(tiny_bridge):
 def test_training_steps_lower_the_loss_and_move_only_trainable_parts(tiny_bridge):
     batch = batch_for(tiny_bridge)
     frozen_before = tiny_bridge.lm.model.layers[0].mlp.up_proj.weight.clone()
-    opt = torch.optim.Adam([p for p in tiny_bridge.parameters() if p.requires_grad], lr=3e-3)
-    tiny_bridge.train()
-    losses = []
-    for _ in range(6):
-        loss = tiny_bridge.loss(batch)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = train_steps(tiny_bridge, batch, steps=6, lr=3e-3)
     assert losses[-1] < 0.7 * losses[0], losses
     assert torch.equal(tiny_bridge.lm.model.layers[0].mlp.up_proj.weight, frozen_before)
 
@@ -76,15 +82,7 @@ def test_scratch_decoder_trains_whole_saves_whole_and_generates():
     assert lm.config.hidden_size == 32 and lm.config.num_hidden_layers == 1
     assert any(k.startswith("decoder.") for k in bridge.state_dict())  # trained, so saved with the bridge
     batch = batch_for(bridge)
-    opt = torch.optim.Adam([p for p in bridge.parameters() if p.requires_grad], lr=1e-2)
-    bridge.train()
-    losses = []
-    for _ in range(30):
-        loss = bridge.loss(batch)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = train_steps(bridge, batch, steps=30, lr=1e-2)
     assert losses[-1] < 0.1 * losses[0], losses  # from ln(49,152) ≈ 10.8
     bridge.eval()
     embeds = bridge.embed(batch.visual[:2], batch.text_ids[:2, :5])  # (2, T, H)

@@ -84,3 +84,16 @@ def test_clear_errors_for_a_wrong_run_and_a_bad_image(bridge_run, tmp_path):
     bad.write_bytes(b"not an image")
     broken = vlfuse("caption", str(bridge_run), str(bad))
     assert broken.returncode == 2 and "bad.png" in broken.stderr
+
+
+def test_cli_evaluate_rescores_chosen_tasks_and_keeps_the_rest(bridge_run):
+    before = json.loads((bridge_run / "metrics.json").read_text())
+    done = vlfuse("evaluate", str(bridge_run), "--tasks", "caption", "--json")
+    assert done.returncode == 0, done.stderr[-2000:]
+    after = json.loads((bridge_run / "metrics.json").read_text())
+    assert after["test"]["vqa"] == before["test"]["vqa"]  # not re-scored
+    assert after["train_seconds"] == before["train_seconds"]
+    assert {"bleu4", "cider", "rouge_l", "accuracy", "samples"} <= set(after["test"]["caption"])
+    assert json.loads(done.stdout)["caption"]["samples"] == after["test"]["caption"]["samples"]
+    wrong = vlfuse("evaluate", str(bridge_run), "--tasks", "vqa,poems")
+    assert wrong.returncode != 0 and "poems" in wrong.stderr

@@ -14,6 +14,15 @@ from vlfuse.errors import DataError
 log = logging.getLogger(__name__)
 
 
+def table_path(cfg: DataConfig, which: str, expected: str) -> str | None:
+    """data.path ("train") or data.test_path ("test") of a `data.name: table` config; a missing train table is a
+    DataError that says what the table must hold (`expected`); a missing test table is None (no test set)."""
+    path = cfg.path if which == "train" else cfg.test_path
+    if path is None and which == "train":
+        raise DataError(f"data.path is required when data.name is 'table' ({expected})")
+    return path
+
+
 def load_source(cfg: DataConfig, which: str) -> RawSplit | None:
     """The "train" or "test" rows named by `cfg`, with data.limit / data.test_limit applied; None: no test set."""
     from vlfuse.data.builtin import BUILTIN_DATASETS, load_builtin
@@ -21,10 +30,8 @@ def load_source(cfg: DataConfig, which: str) -> RawSplit | None:
 
     limit = cfg.limit if which == "train" else cfg.test_limit
     if cfg.name == "table":
-        path = cfg.path if which == "train" else cfg.test_path
+        path = table_path(cfg, which, "a CSV, JSONL or Parquet file")
         if path is None:
-            if which == "train":
-                raise DataError("data.path is required when data.name is 'table' (a CSV, JSONL or Parquet file)")
             return None
         return load_table_split(path, cfg, limit=limit, seed=cfg.split_seed)
     if cfg.name not in BUILTIN_DATASETS:

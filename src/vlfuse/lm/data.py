@@ -25,6 +25,7 @@ from vlfuse.data.captions import (
     easy_vqa_caption,
     image_attributes_easy_vqa,
 )
+from vlfuse.data.sources import table_path
 from vlfuse.errors import DataError
 from vlfuse.lm.bridge import IGNORE, BridgeBatch, BridgeModel
 
@@ -127,10 +128,9 @@ def load_bridge_split(cfg: DataConfig, split: str, caption_prompt: str, *, n_tem
         questions = BridgeRows(raw.image_index, [t[0] for t in raw.texts], list(raw.labels))
         return BridgeSplit(f"easy-vqa:{split}", raw.images, raw.image_sources, captions, questions, attributes)
     if cfg.name == "table":  # data.path (train) / data.test_path (test): an image column and a caption column
-        path = cfg.path if split == "train" else cfg.test_path
+        path = table_path(cfg, split, "a table with an image column and a caption column")
         if path is None:
-            raise DataError(f"data.{'path' if split == 'train' else 'test_path'}: a caption table is needed for the "
-                            f"{split} split")  # fmt: skip
+            raise DataError(f"data.test_path: a caption table is needed for the {split} split")
         caption_column = str(cfg.options.get("caption_column", "caption"))
         source = captioned_table(path, cfg, caption_column=caption_column, image_column=cfg.image_column)
     else:

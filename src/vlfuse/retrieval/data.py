@@ -16,6 +16,7 @@ import torch
 
 from vlfuse.data.captions import CaptionedImages, captioned_images, captioned_table
 from vlfuse.data.dataset import DataIssue, SplitData
+from vlfuse.data.sources import table_path
 from vlfuse.data.text import TextTokenizer
 from vlfuse.errors import ConfigError, DataError
 from vlfuse.retrieval.config import RetrievalConfig
@@ -43,10 +44,8 @@ def load_captioned(cfg: RetrievalConfig, split: str) -> CaptionedImages | None:
     """The "train" or "test" captioned images named by the config (None: a table without test_path)."""
     data = cfg.data
     if data.name == "table":
-        path = data.path if split == "train" else data.test_path
+        path = table_path(data, split, "a table with image and caption")
         if path is None:
-            if split == "train":
-                raise DataError("data.path is required when data.name is 'table' (a table with image and caption)")
             return None
         images = captioned_table(path, data, caption_column=cfg.captions.caption_column, image_column=data.image_column)
     else:

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
+from vlfuse.encoders.frozen import FreezableNet
 from vlfuse.errors import ConfigError
 from vlfuse.pretrained import file_fingerprint, package_dir, require_module
 from vlfuse.registry import IMAGE_ENCODERS, ComponentConfig
@@ -39,7 +40,7 @@ class EfficientNetLite0Config(ComponentConfig):
 
 
 @IMAGE_ENCODERS.register("efficientnet_lite0", EfficientNetLite0Config)
-class EfficientNetLite0Encoder(nn.Module):
+class EfficientNetLite0Encoder(FreezableNet):
     """Pretrained EfficientNet-Lite0 trunk: tokens are the head feature map's cells (+ pooled taps), pooled their mean.
 
     Args:
@@ -60,20 +61,11 @@ class EfficientNetLite0Encoder(nn.Module):
         self.net = load_efficientnet_lite0(cfg.resolution or image_size)
         del self.net._fc, self.net._dropout  # the ImageNet classifier is not used  # noqa: SLF001
         self.token_dim = self.out_dim = HEAD_CHANNELS + sum(BLOCK_CHANNELS[t] for t in cfg.taps)
-        self.frozen = cfg.frozen
         side = cfg.resolution or image_size
         for _ in range(5):  # five stride-2 stages with "same" padding
             side = -(-side // 2)
         self.grid = side  # the head map's height and width, a constant (so the graph exports to ONNX)
-        if cfg.frozen:
-            self.net.requires_grad_(False)
-            self.net.eval()
-
-    def train(self, mode: bool = True) -> EfficientNetLite0Encoder:
-        super().train(mode)
-        if self.frozen:
-            self.net.eval()  # frozen: BatchNorm keeps its ImageNet statistics
-        return self
+        self.freeze_net(cfg.frozen)
 
     def cache_key(self) -> str:
         """Identifies the features this encoder computes (config + weights file), for the on-disk feature cache."""

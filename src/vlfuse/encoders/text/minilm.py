@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
+from vlfuse.encoders.frozen import FreezableNet
 from vlfuse.errors import ConfigError
 from vlfuse.pretrained import file_fingerprint, package_dir, require_module
 from vlfuse.registry import TEXT_ENCODERS, ComponentConfig
@@ -41,7 +42,7 @@ class MiniLMConfig(ComponentConfig):
 
 
 @TEXT_ENCODERS.register("minilm", MiniLMConfig)
-class MiniLMEncoder(nn.Module):
+class MiniLMEncoder(FreezableNet):
     """Pretrained MiniLM (BERT architecture, 6 layers, 384 wide) over token ids from its own tokenizer.
 
     Args:
@@ -67,17 +68,8 @@ class MiniLMEncoder(nn.Module):
             raise ConfigError(f"data.max_text_length {max_length} exceeds MiniLM's "
                               f"{self.net.config.max_position_embeddings} positions")  # fmt: skip
         self.out_dim = self.token_dim = self.net.config.hidden_size
-        self.frozen = cfg.frozen
         self._weights = file_fingerprint(folder / "model.safetensors")
-        if cfg.frozen:
-            self.net.requires_grad_(False)
-            self.net.eval()
-
-    def train(self, mode: bool = True) -> MiniLMEncoder:
-        super().train(mode)
-        if self.frozen:
-            self.net.eval()  # frozen: no dropout
-        return self
+        self.freeze_net(cfg.frozen)
 
     def cache_key(self) -> str:
         """Identifies the features this encoder computes, for caches."""

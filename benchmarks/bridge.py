@@ -30,7 +30,7 @@ import torch
 
 
 def tokens_per_second(bridge, images, prompts, new_tokens: int) -> dict:
-    from vlfuse.lm.generate import GenerationConfig, generate
+    from vlfuse.bridge.generate import GenerationConfig, generate
 
     visual = bridge.visual_tokens(images)  # (B, N, D)
     embeds, mask = bridge.prompt_embeddings(visual, prompts)  # (B, T, H), (B, T)
@@ -77,9 +77,9 @@ def main() -> None:
     args = parser.parse_args()
     from easy_vqa import get_test_image_paths
 
-    from vlfuse.lm.data import load_bridge_split
-    from vlfuse.lm.experiment import evaluate_test, split_features
-    from vlfuse.lm.run import BridgeRun
+    from vlfuse.bridge.config import evaluate_test, split_features
+    from vlfuse.bridge.data import load_bridge_split
+    from vlfuse.bridge.run import BridgeRun
 
     bridge = BridgeRun.load(args.run)
     cfg = bridge.cfg.model_copy(

@@ -11,8 +11,8 @@ import os
 import shutil
 from pathlib import Path
 
-from vlfuse.config import load_config
-from vlfuse.evaluate.compare import run_comparison
+from vlfuse.compare import run_comparison
+from vlfuse.task import load_config
 
 OVERRIDES = {"train.epochs": 2, "data.limit": 8000, "data.test_limit": 2000}
 

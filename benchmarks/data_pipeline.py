@@ -18,12 +18,12 @@ from pathlib import Path
 
 import torch
 
-from vlfuse.config import load_config
-from vlfuse.data.dataset import prepare_data
+from vlfuse.classify.run import build_classifier
 from vlfuse.data.loader import BatchLoader
+from vlfuse.data.prepare import prepare_data
 from vlfuse.data.transforms import ImagePreprocessor
-from vlfuse.tasks import Task
-from vlfuse.train.experiment import model_for_data
+from vlfuse.objective import Objective
+from vlfuse.task import load_config
 from vlfuse.train.trainer import build_optimizer
 
 
@@ -49,9 +49,9 @@ def main() -> None:
     pipeline_s = time.perf_counter() - start
     samples = sum(len(b) for b in batches)
 
-    task = Task(data.task, len(data.label_names))
+    task = Objective(data.task, len(data.label_names))
     torch.manual_seed(0)
-    model = model_for_data(cfg, data, task)
+    model = build_classifier(cfg, data.tokenizer, task.num_outputs)
     optimizer = build_optimizer(model, cfg.train)
     model.train()
     for batch in batches[:3]:  # warm-up

@@ -27,7 +27,7 @@ QUICK = ["train.epochs=1", "data.limit=2000", "data.test_limit=1000"]
 def train_and_probe(config: str, overrides: list[str], run_dir: Path) -> dict:
     """Train one run (replacing any old one in `run_dir`) and return its robustness rows and timings."""
     from vlfuse.api import train
-    from vlfuse.evaluate.robustness import evaluate_robustness
+    from vlfuse.classify.robustness import evaluate_robustness
 
     start = time.perf_counter()
     run = train(config, overrides=overrides, run_dir=run_dir, overwrite=True)

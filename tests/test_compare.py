@@ -8,7 +8,7 @@ import pytest
 import yaml
 from tiny_configs import TINY_VQA
 
-from vlfuse.evaluate.compare import mean_ci95, resolve_methods
+from vlfuse.compare import mean_ci95, resolve_methods
 
 
 def test_mean_ci95_matches_student_t():

@@ -1,8 +1,9 @@
 import pytest
 import yaml
 
-from vlfuse.config import apply_overrides, load_config, validate_config
+from vlfuse.config import apply_overrides
 from vlfuse.errors import ConfigError
+from vlfuse.task import load_config, validate_config
 
 
 def test_unknown_top_level_key_lists_valid_keys(tiny_config):

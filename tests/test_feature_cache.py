@@ -8,11 +8,12 @@ import torch
 from tiny_configs import TINY_VQA
 
 import vlfuse.features as features
-from vlfuse.config import DataConfig, validate_config
+from vlfuse.config import DataConfig
 from vlfuse.data.transforms import ImagePreprocessor
 from vlfuse.model import MultimodalModel
 from vlfuse.registry import IMAGE_ENCODERS
-from vlfuse.train.experiment import train_experiment
+from vlfuse.task import validate_config
+from vlfuse.train.runner import run_training
 
 
 def encoder(**overrides):
@@ -57,7 +58,7 @@ def test_training_with_a_frozen_tower_reads_cached_features(tmp_path, monkeypatc
     monkeypatch.setattr(
         MultimodalModel, "forward", lambda self, b: seen.append(b.image is None) or real_forward(self, b)
     )
-    train_experiment(validate_config(cfg), tmp_path / "run")
+    run_training(validate_config(cfg), tmp_path / "run")
     assert len(calls) == 3  # train / val / test features computed once each
     assert seen and all(seen)  # every training and evaluation batch carried cached features, never pixels
     assert len(list((tmp_path / "cache" / "features").glob("*.safetensors"))) == 3

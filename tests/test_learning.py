@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from vlfuse.config import load_config
-from vlfuse.train.experiment import train_experiment
+from vlfuse.task import load_config
+from vlfuse.train.runner import run_training
 
 MAIN_CONFIG = Path(__file__).parents[1] / "configs" / "easy_vqa.yaml"
 
@@ -17,7 +17,7 @@ MAIN_CONFIG = Path(__file__).parents[1] / "configs" / "easy_vqa.yaml"
 def _accuracy(tmp_path, fusion: dict, epochs: int) -> float:
     """Test accuracy of the main job's config (all training questions) with another fusion and fewer epochs."""
     overrides = {"model.fusion": fusion, "train.epochs": epochs, "data.test_limit": 3000, "train.threads": 2}
-    summary = train_experiment(load_config(MAIN_CONFIG, overrides), tmp_path / fusion["name"])
+    summary = run_training(load_config(MAIN_CONFIG, overrides), tmp_path / fusion["name"])
     return summary["metrics"]["test"]["accuracy"]
 
 

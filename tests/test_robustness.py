@@ -13,11 +13,12 @@ import pytest
 import torch
 from tiny_configs import TINY_VQA
 
-from vlfuse.api import Run
-from vlfuse.config import ModelConfig, validate_config
-from vlfuse.evaluate.robustness import CONDITIONS, corrupt_images, corrupt_texts
+from vlfuse.classify.robustness import CONDITIONS, corrupt_images, corrupt_texts
+from vlfuse.classify.run import ClassifyRun
+from vlfuse.config import ModelConfig
 from vlfuse.model import add_missing_modality_rows, build_model, count_parameters
-from vlfuse.train.experiment import train_experiment
+from vlfuse.task import load_run, validate_config
+from vlfuse.train.runner import run_training
 from vlfuse.types import Batch
 
 SIZES = {"in_channels": 3, "image_size": 16, "vocab_size": 20, "pad_id": 0, "max_length": 6}
@@ -145,12 +146,12 @@ def trained_run(tmp_path_factory):
     cfg["data"]["test_limit"] = 60
     cfg["train"]["epochs"] = 1
     run = tmp_path_factory.mktemp("robust") / "run"
-    train_experiment(validate_config(cfg), run)
+    run_training(validate_config(cfg), run)
     return run
 
 
 def test_training_with_modality_dropout_teaches_the_placeholders(trained_run):
-    placeholders = Run.load(trained_run).model.placeholders
+    placeholders = load_run(trained_run).model.placeholders
     assert placeholders.learned
     for name in ("image", "text"):  # the fusion reads pooled vectors or tokens: one of each pair must have moved
         pooled, token = getattr(placeholders, f"{name}_pooled"), getattr(placeholders, f"{name}_token")
@@ -165,7 +166,7 @@ def image_path():
 
 
 def test_predict_without_image_or_text_python_api(trained_run, image_path, caplog):
-    run = Run.load(trained_run)
+    run = load_run(trained_run)
     with caplog.at_level(logging.WARNING):
         text_only = run.predict(text="what color is the shape?", top_k=2)
         image_only = run.predict(image=image_path, top_k=2)
@@ -180,13 +181,13 @@ def test_predict_without_image_or_text_python_api(trained_run, image_path, caplo
 
 
 def test_untrained_placeholder_warns(trained_run, caplog):
-    run = Run.load(trained_run)
+    run = load_run(trained_run)
     cfg = run.cfg.model_copy(deep=True)
     cfg.model.modality_dropout = 0.0
     sizes = {"in_channels": 3, "image_size": cfg.data.image_size, "vocab_size": run.tokenizer.vocab_size,
              "pad_id": run.tokenizer.pad_id, "max_length": cfg.data.max_text_length}  # fmt: skip
     model = build_model(cfg.model, num_outputs=run.task.num_outputs, **sizes).eval()
-    untrained = Run(run.path, cfg, run.task, run.label_names, model, run.tokenizer)
+    untrained = ClassifyRun(run.path, cfg, run.task, run.label_names, model, run.tokenizer)
     with caplog.at_level(logging.WARNING):
         assert len(untrained.predict(text="what color is the shape?")) == 3
         untrained.predict(text="what shape is it?")  # the same missing input again: not warned again
@@ -224,8 +225,8 @@ def test_resume_with_modality_dropout_is_exact(tmp_path, tiny_config):
     tiny_config["model"]["modality_dropout"] = 0.3
     tiny_config["data"].update(limit=200, test_limit=40)
     cfg = validate_config(tiny_config)
-    train_experiment(cfg, tmp_path / "full")
-    train_experiment(cfg, tmp_path / "part", stop_after_epochs=1)
-    train_experiment(cfg, tmp_path / "part", resume=True)
+    run_training(cfg, tmp_path / "full")
+    run_training(cfg, tmp_path / "part", stop_after_epochs=1)
+    run_training(cfg, tmp_path / "part", resume=True)
     full, part = ((tmp_path / r / "test_metrics.json").read_text() for r in ("full", "part"))
     assert json.loads(part) == json.loads(full)

@@ -1,8 +1,11 @@
-"""Imports every component module so that the registries are complete once `vlfuse` is imported.
+"""Imports every component module and task package so that the registries are complete once `vlfuse` is imported.
 
-Adding a component: create its file, then add its import line here.
+Adding a component: create its file, then add its import line here. Adding a task: its package registers itself
+in its `__init__.py` (see docs/design.md, "How to add a task"); add its import line here.
 """
 
+import vlfuse.bridge  # noqa: F401
+import vlfuse.classify  # noqa: F401
 import vlfuse.encoders.image.cnn  # noqa: F401
 import vlfuse.encoders.image.efficientnet_lite0  # noqa: F401
 import vlfuse.encoders.image.seed_cnn  # noqa: F401
@@ -26,3 +29,4 @@ import vlfuse.fusion.tensor  # noqa: F401
 import vlfuse.fusion.text_only  # noqa: F401
 import vlfuse.heads.linear  # noqa: F401
 import vlfuse.heads.mlp  # noqa: F401
+import vlfuse.retrieval  # noqa: F401

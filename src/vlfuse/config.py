@@ -1,4 +1,5 @@
-"""Experiment configuration: typed sections, YAML load/save and dotted `--set key=value` overrides.
+"""The config sections every task shares (data, model, train), validation, YAML load/save and dotted
+`--set key=value` overrides. Each task's whole config class lives in its package; `vlfuse.task.load_config` picks it.
 
 Unknown keys are rejected with the list of valid ones; wrong types name the full dotted key.
 """
@@ -120,14 +121,6 @@ class TrainConfig(Section):
     precision: Literal["fp32", "bf16"] = "fp32"
 
 
-class ExperimentConfig(Section):
-    seed: int = 0
-    data: DataConfig = Field(default_factory=DataConfig)
-    model: ModelConfig
-    train: TrainConfig = Field(default_factory=TrainConfig)
-    task: Literal["classify"] = "classify"  # see TASK_CONFIGS for the other tasks' config classes
-
-
 def _model_class_at(root: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
     """The pydantic model that owns the field at `loc` (for listing valid keys)."""
     cls: type[BaseModel] | None = root
@@ -139,30 +132,10 @@ def _model_class_at(root: type[BaseModel], loc: tuple) -> type[BaseModel] | None
     return cls
 
 
-# The top-level `task` key picks the config class (and the training code): "module:Class", imported when used.
-TASK_CONFIGS: dict[str, str] = {
-    "classify": "vlfuse.config:ExperimentConfig",
-    "retrieval": "vlfuse.retrieval.config:RetrievalConfig",
-    "bridge": "vlfuse.lm.experiment:BridgeExperimentConfig",
-}
-
-
-def config_class(task: Any, source: str = "config") -> type[BaseModel]:
-    """The config class of a task name (the top-level `task` key; absent = "classify")."""
-    import importlib
-
-    if task not in TASK_CONFIGS:
-        raise ConfigError(f"{source}: 'task': unknown task {task!r}; expected one of {', '.join(TASK_CONFIGS)}")
-    module, name = TASK_CONFIGS[task].split(":")
-    return getattr(importlib.import_module(module), name)
-
-
-def validate_config(raw: dict[str, Any], source: str = "config") -> ExperimentConfig:
-    """Validate a raw mapping into the config class of its `task` (ExperimentConfig by default); raise ConfigError
-    naming every bad key."""
+def validate_section(cls: type[BaseModel], raw: Any, source: str = "config") -> BaseModel:
+    """Validate a raw mapping into `cls`; raise ConfigError naming every bad key (unknown keys with the valid ones)."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level, got {type(raw).__name__}")
-    cls = config_class(raw.get("task", "classify"), source)
     try:
         return cls.model_validate(raw)
     except ConfigError as err:
@@ -215,17 +188,15 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | dict[str, Any]) 
     return out
 
 
-def load_config(path: str | Path, overrides: list[str] | dict[str, Any] | None = None) -> ExperimentConfig:
+def read_yaml(path: str | Path, what: str = "file") -> dict[str, Any]:
+    """A YAML file's top-level mapping ({} when empty); ConfigError when it is missing or not valid YAML."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        return yaml.safe_load(path.read_text()) or {}
     except FileNotFoundError:
-        raise ConfigError(f"config file '{path}' does not exist") from None
+        raise ConfigError(f"{what} '{path}' does not exist") from None
     except yaml.YAMLError as err:
-        raise ConfigError(f"config file '{path}' is not valid YAML: {err}") from None
-    if overrides:
-        raw = apply_overrides(raw, overrides)
-    return validate_config(raw, source=str(path))
+        raise ConfigError(f"{what} '{path}' is not valid YAML: {err}") from None
 
 
 def config_to_dict(cfg: BaseModel) -> dict[str, Any]:

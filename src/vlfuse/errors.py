@@ -20,3 +20,7 @@ class CheckpointError(VLFuseError):
 class MissingPackageError(VLFuseError):
     """An optional package that holds pretrained weights (or a library they need) is not installed; the message
     names the pip command that installs it."""
+
+
+class TaskError(VLFuseError):
+    """An operation was asked of a run whose task does not support it (names the task and what it supports)."""

@@ -7,7 +7,7 @@ import logging
 import torch
 from torch import Tensor, nn
 
-from vlfuse.config import ExperimentConfig, ModelConfig
+from vlfuse.config import ModelConfig
 from vlfuse.errors import ConfigError
 from vlfuse.registry import FUSIONS, HEADS, IMAGE_ENCODERS, TEXT_ENCODERS
 from vlfuse.types import Batch, EncoderOutput
@@ -295,16 +295,3 @@ def build_model(
 def count_parameters(model: nn.Module, *, trainable_only: bool = True) -> int:
     """Number of (trainable) parameter elements in `model`."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
-
-
-def build_experiment_model(cfg: ExperimentConfig, tokenizer, num_outputs: int) -> MultimodalModel:
-    """The experiment's model, with sizes derived from its data settings and trained tokenizer (None: no text)."""
-    return build_model(
-        cfg.model,
-        in_channels=cfg.data.channels,
-        image_size=cfg.data.image_size,
-        vocab_size=tokenizer.vocab_size if tokenizer else 0,
-        pad_id=tokenizer.pad_id if tokenizer else 0,
-        max_length=cfg.data.max_text_length,
-        num_outputs=num_outputs,
-    )

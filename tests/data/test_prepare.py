@@ -9,7 +9,8 @@ from conftest import write_png
 
 from vlfuse.config import DataConfig
 from vlfuse.data.builtin.fashion_mnist import DEFAULT_ROOT
-from vlfuse.data.dataset import encode_labels, prepare_data, prepare_inputs
+from vlfuse.data.labels import encode_labels
+from vlfuse.data.prepare import prepare_data, prepare_inputs
 from vlfuse.data.show import save_sample_grid, summarize
 from vlfuse.errors import DataError
 

@@ -12,18 +12,18 @@ import torch
 from live_server import easy_vqa_image, live_server
 from tiny_configs import TINY_VQA
 
-from vlfuse.api import Run, load_run
-from vlfuse.config import validate_config
+from vlfuse.api import load_run
+from vlfuse.classify.run import ClassifyRun, build_classifier
+from vlfuse.classify.task import pretrained_tokenizer_for
 from vlfuse.data.images import load_image
 from vlfuse.data.text import TextTokenizer
 from vlfuse.errors import CheckpointError
 from vlfuse.export.onnx import ExportError, export_onnx
 from vlfuse.export.runtime import OnnxModel
-from vlfuse.model import build_experiment_model
+from vlfuse.objective import Objective
 from vlfuse.registry import FUSIONS, IMAGE_ENCODERS, TEXT_ENCODERS
 from vlfuse.serve import OnnxPredictor, create_app
-from vlfuse.tasks import Task
-from vlfuse.train.experiment import pretrained_tokenizer_for
+from vlfuse.task import validate_config
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +122,7 @@ def tiny_component(registry, name: str) -> dict:
     return {"name": name, **getattr(registry.config_class(name), "tiny", {})}
 
 
-def random_run(tmp_path, image: str, text: str, fusion: str) -> Run:
+def random_run(tmp_path, image: str, text: str, fusion: str) -> ClassifyRun:
     """A run with random weights for one combination of registered components (no training needed to export)."""
     config = copy.deepcopy(TINY_VQA)
     config["data"]["image_size"] = 16
@@ -138,8 +138,8 @@ def random_run(tmp_path, image: str, text: str, fusion: str) -> Run:
         ["what color is the shape", "is there a red circle", "what shape"], max_length=12
     )
     torch.manual_seed(0)
-    model = build_experiment_model(cfg, tokenizer, num_outputs=4).eval()
-    return Run(tmp_path, cfg, Task("multiclass", 4), ["a", "b", "c", "d"], model, tokenizer)
+    model = build_classifier(cfg, tokenizer, num_outputs=4).eval()
+    return ClassifyRun(tmp_path, cfg, Objective("multiclass", 4), ["a", "b", "c", "d"], model, tokenizer)
 
 
 RECURRENT = {"gru", "seed_lstm"}  # text encoders the ONNX export refuses (see export_onnx)

@@ -9,10 +9,10 @@ import torch
 from safetensors.torch import load_file
 from tiny_configs import TINY_RETRIEVAL
 
-from vlfuse.config import validate_config
 from vlfuse.errors import ConfigError
 from vlfuse.retrieval.model import build_dual_encoder
-from vlfuse.retrieval.train import train_retrieval
+from vlfuse.task import validate_config
+from vlfuse.train.runner import run_training
 
 
 def tiny(**model):
@@ -32,7 +32,7 @@ def test_frozen_image_tower_stays_fixed_while_the_rest_learns(tmp_path):
     start = build_dual_encoder(cfg.model, in_channels=3, image_size=32,
                                vocab_size=prepare_retrieval_data(cfg).tokenizer.vocab_size, pad_id=0,
                                max_length=12).state_dict()  # fmt: skip
-    train_retrieval(cfg, tmp_path / "run")
+    run_training(cfg, tmp_path / "run")
     end = load_file(tmp_path / "run" / "checkpoints" / "last.safetensors")
     end = {k[len("model.") :]: v for k, v in end.items() if k.startswith("model.")}
     image_keys = [k for k in start if k.startswith("image_encoder.")]
@@ -67,5 +67,5 @@ def test_retrieval_config_rejects_unknown_keys_and_unknown_holdout(tmp_path):
     with pytest.raises(ConfigError, match=r"'task': unknown task 'retreival'"):
         validate_config({**TINY_RETRIEVAL, "task": "retreival"})
     with pytest.raises(ConfigError, match=r"captions.holdout: 'purple circle' not among the training keys"):
-        train_retrieval(tiny().model_copy(update={"captions": tiny().captions.model_copy(
+        run_training(tiny().model_copy(update={"captions": tiny().captions.model_copy(
             update={"holdout": ["purple circle"]})}), tmp_path / "bad")  # fmt: skip

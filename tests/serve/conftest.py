@@ -29,12 +29,12 @@ TINY_BRIDGE = {
 @pytest.fixture(scope="session")
 def tiny_bridge_dir(tmp_path_factory) -> Path:
     """config.yaml + bridge.safetensors of an untrained bridge; skips when SmolLM2's weights package is absent."""
+    from vlfuse.bridge.config import BridgeConfig, build_bridge
     from vlfuse.config import save_config
-    from vlfuse.lm.experiment import BridgeExperimentConfig, build_bridge
     from vlfuse.train.checkpoint import save_model_weights
 
     torch.manual_seed(0)
-    cfg = BridgeExperimentConfig.model_validate(TINY_BRIDGE)
+    cfg = BridgeConfig.model_validate(TINY_BRIDGE)
     try:
         model, _ = build_bridge(cfg)
     except MissingPackageError as err:
@@ -49,7 +49,7 @@ def tiny_bridge_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_bridge(tiny_bridge_dir):
     """The bridge run directory loaded the way the server loads it (LM loaded once, shared by the servers)."""
-    from vlfuse.lm.run import BridgeRun
+    from vlfuse.bridge.run import BridgeRun
 
     return BridgeRun.load(tiny_bridge_dir)
 
@@ -70,7 +70,7 @@ def tiny_search(tmp_path_factory) -> SearchFiles:
     from vlfuse.config import validate_config
     from vlfuse.retrieval.run import RetrievalRun
     from vlfuse.retrieval.search import build_index
-    from vlfuse.retrieval.train import train_retrieval
+    from vlfuse.train.runner import run_training
 
     torch.set_num_threads(1)
     tmp = tmp_path_factory.mktemp("search")
@@ -78,7 +78,7 @@ def tiny_search(tmp_path_factory) -> SearchFiles:
     raw["data"].update(limit=150, test_limit=40)
     raw["captions"] = {"captions_per_image": 1}
     raw["train"].update(epochs=1, batch_size=32)
-    train_retrieval(validate_config(raw), tmp / "run")
+    run_training(validate_config(raw), tmp / "run")
     run = RetrievalRun.load(tmp / "run")
 
     folder = tmp / "mine"

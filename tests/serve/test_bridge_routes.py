@@ -182,8 +182,8 @@ def test_cli_errors_for_a_wrong_bridge_are_clear(tmp_path):
 def test_run_arguments_are_recognised_and_a_missing_shipped_bridge_is_named(
     tiny_bridge_dir, tiny_run_dir, tmp_path, monkeypatch
 ):
+    from vlfuse.bridge import run as bridge_run
     from vlfuse.errors import CheckpointError
-    from vlfuse.lm import run as bridge_run
     from vlfuse.serve.server import run_kind
 
     assert run_kind("easy-vqa-bridge") == "bridge" and run_kind(tiny_bridge_dir) == "bridge"

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from vlfuse.config import validate_config
-from vlfuse.train.experiment import train_experiment
+from vlfuse.task import validate_config
+from vlfuse.train.runner import run_training
 
 
 def _final(run_dir):
@@ -14,7 +14,7 @@ def _final(run_dir):
 
 def test_run_directory_has_everything(tmp_path, tiny_config):
     run = tmp_path / "run"
-    summary = train_experiment(validate_config(tiny_config), run)
+    summary = run_training(validate_config(tiny_config), run)
     assert summary["complete"]
     for name in (
         "config.yaml",
@@ -43,11 +43,11 @@ def test_run_directory_has_everything(tmp_path, tiny_config):
 def test_resume_gives_same_final_metrics_as_uninterrupted(tmp_path, tiny_config):
     cfg = validate_config(tiny_config)
     full = tmp_path / "full"
-    train_experiment(cfg, full)
+    run_training(cfg, full)
     part = tmp_path / "part"
-    first = train_experiment(cfg, part, stop_after_epochs=1)
+    first = run_training(cfg, part, stop_after_epochs=1)
     assert not first["complete"] and not (part / "test_metrics.json").exists()
-    train_experiment(cfg, part, resume=True)
+    run_training(cfg, part, resume=True)
     assert _final(part) == _final(full)
     history_full = [json.loads(x) for x in (full / "metrics.jsonl").read_text().splitlines()]
     history_part = [json.loads(x) for x in (part / "metrics.jsonl").read_text().splitlines()]
@@ -57,13 +57,13 @@ def test_resume_gives_same_final_metrics_as_uninterrupted(tmp_path, tiny_config)
 
 def test_early_stopping_stops(tmp_path, tiny_config):
     tiny_config["train"].update(epochs=6, early_stopping_patience=1, lr=1e-9, warmup_fraction=0.0)
-    summary = train_experiment(validate_config(tiny_config), tmp_path / "run")
+    summary = run_training(validate_config(tiny_config), tmp_path / "run")
     assert summary["stopped_early"] and summary["epochs"] < 6
 
 
 def test_skipped_rows_are_listed_in_report(tmp_path, tiny_table):
     cfg = validate_config(tiny_table(bad_rows=True))
-    summary = train_experiment(cfg, tmp_path / "run")
+    summary = run_training(cfg, tmp_path / "run")
     assert summary["complete"]
     report = (tmp_path / "run" / "report.md").read_text()
     assert "row(s) were skipped" in report and "missing.png" in report
@@ -76,10 +76,10 @@ def test_existing_run_is_not_overwritten_by_accident(tmp_path, tiny_config):
 
     tiny_config["train"]["epochs"] = 1
     cfg = validate_config(tiny_config)
-    train_experiment(cfg, tmp_path / "run")
+    run_training(cfg, tmp_path / "run")
     before = (tmp_path / "run" / "model.safetensors").read_bytes()
     with pytest.raises(CheckpointError, match="already holds a run.*--resume.*--overwrite"):
-        train_experiment(cfg, tmp_path / "run")
+        run_training(cfg, tmp_path / "run")
     assert (tmp_path / "run" / "model.safetensors").read_bytes() == before
-    train_experiment(cfg, tmp_path / "run", overwrite=True)
+    run_training(cfg, tmp_path / "run", overwrite=True)
     assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 1

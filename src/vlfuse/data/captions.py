@@ -41,7 +41,7 @@ import pandas as pd
 from torch import Tensor
 
 from vlfuse.config import DataConfig
-from vlfuse.data.dataset import DataIssue
+from vlfuse.data.splits import DataIssue
 from vlfuse.data.text import clean_text
 from vlfuse.errors import DataError
 

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 import torch
 
-from vlfuse.data.dataset import SplitData
+from vlfuse.data.splits import SplitData
 from vlfuse.data.transforms import ImagePreprocessor
 from vlfuse.types import Batch
 

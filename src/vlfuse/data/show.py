@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
-from vlfuse.data.dataset import PreparedData, SplitData
+from vlfuse.data.splits import PreparedData, SplitData
 
 
 def row_label_names(labels: Tensor, label_names: list[str]) -> list[str]:

@@ -1,14 +1,14 @@
-"""Where a split's rows come from (built-in or table), row limits, label checks and the by-image validation split."""
+"""Where a split's rows come from (built-in or table), row limits and label checks."""
 
 from __future__ import annotations
 
 import logging
 
-import numpy as np
-
 from vlfuse.config import DataConfig
-from vlfuse.data.dataset import DataIssue, RawSplit, sample_rows
-from vlfuse.data.labels import format_names, unknown_labels
+from vlfuse.data.builtin import BUILTIN_DATASETS, load_builtin
+from vlfuse.data.labels import format_names, label_vocabulary, unknown_labels
+from vlfuse.data.splits import DataIssue, RawSplit, sample_rows
+from vlfuse.data.tables import load_table_split
 from vlfuse.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -25,9 +25,6 @@ def table_path(cfg: DataConfig, which: str, expected: str) -> str | None:
 
 def load_source(cfg: DataConfig, which: str) -> RawSplit | None:
     """The "train" or "test" rows named by `cfg`, with data.limit / data.test_limit applied; None: no test set."""
-    from vlfuse.data.builtin import BUILTIN_DATASETS, load_builtin
-    from vlfuse.data.tables import load_table_split
-
     limit = cfg.limit if which == "train" else cfg.test_limit
     if cfg.name == "table":
         path = table_path(cfg, which, "a CSV, JSONL or Parquet file")
@@ -47,8 +44,6 @@ def load_source(cfg: DataConfig, which: str) -> RawSplit | None:
 
 
 def label_vocabulary_of(raw: RawSplit, task: str) -> list[str]:
-    from vlfuse.data.labels import label_vocabulary
-
     if raw.labels is None:
         raise DataError(f"{raw.file}: no labels (column '{raw.label_column}'); training needs labelled rows")
     return label_vocabulary(raw.labels, task, known_order=raw.label_names, source=raw.file, column=raw.label_column)
@@ -80,22 +75,3 @@ def check_known_labels(
     if len(drop) == len(raw):
         raise DataError(f"{raw.file}: no row has a label seen in training; known labels: {known}")
     return raw.select([i for i in range(len(raw)) if i not in drop])
-
-
-def split_by_image(raw: RawSplit, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row positions (train, val): whole images go to validation until about `val_fraction` of the rows are there.
-
-    Rows sharing an image (several questions per image) never straddle the split; rows without images are
-    split individually.
-    """
-    n = len(raw)
-    groups = raw.image_index.numpy() if raw.image_index is not None else np.arange(n)  # (N,)
-    ids, counts = np.unique(groups, return_counts=True)
-    if len(ids) < 2:
-        raise DataError(f"{raw.file}: cannot carve a validation split from a single image; expected at least two")
-    order = np.random.default_rng(seed).permutation(len(ids))
-    cumulative = np.cumsum(counts[order])
-    k = int(np.argmin(np.abs(cumulative - val_fraction * n))) + 1
-    k = min(max(k, 1), len(ids) - 1)
-    val_mask = np.isin(groups, ids[order[:k]])
-    return np.flatnonzero(~val_mask), np.flatnonzero(val_mask)

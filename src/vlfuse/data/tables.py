@@ -17,8 +17,8 @@ import pandas as pd
 import torch
 
 from vlfuse.config import DataConfig
-from vlfuse.data.dataset import DataIssue, RawSplit, sample_rows
 from vlfuse.data.images import load_images
+from vlfuse.data.splits import DataIssue, RawSplit, sample_rows
 from vlfuse.errors import DataError
 
 log = logging.getLogger(__name__)

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from vlfuse.api import Run
+from vlfuse.classify.run import ClassifyRun
 from vlfuse.errors import VLFuseError
 from vlfuse.model import MultimodalModel
 from vlfuse.types import Batch
@@ -82,7 +82,7 @@ class OnnxExportWrapper(nn.Module):
         return self.model(batch)  # (B, K)
 
 
-def example_inputs(run: Run, batch_size: int = 2, *, seed: int = 0, short: bool = False) -> dict[str, Tensor]:
+def example_inputs(run: ClassifyRun, batch_size: int = 2, *, seed: int = 0, short: bool = False) -> dict[str, Tensor]:
     """Random inputs of the right shapes and dtypes for tracing and verification; the first row lacks its image
     and the second its text when the model has presence inputs (so both placeholder paths are exercised). With
     `short`, texts fill at most half the padded length (catches a trace that baked in the text lengths it saw)."""
@@ -110,7 +110,7 @@ def example_inputs(run: Run, batch_size: int = 2, *, seed: int = 0, short: bool 
     return {name: out[name] for name in names}
 
 
-def metadata(run: Run, *, opset: int) -> dict[str, Any]:
+def metadata(run: ClassifyRun, *, opset: int) -> dict[str, Any]:
     """What a runtime needs besides the graph: preprocessing, labels, task, provenance."""
     data = run.cfg.data
     names = input_names(run.model)
@@ -133,7 +133,7 @@ def metadata(run: Run, *, opset: int) -> dict[str, Any]:
         "int8_model": None,
         "inputs": names,
         "outputs": ["logits"],
-        "task": run.task.kind,
+        "task": run.objective.kind,
         "label_names": run.label_names,
         "image": image,
         "text": text,
@@ -148,7 +148,7 @@ def metadata(run: Run, *, opset: int) -> dict[str, Any]:
 
 
 def export_onnx(
-    run: Run,
+    run: ClassifyRun,
     out_dir: str | Path | None = None,
     *,
     quantize: str | None = None,

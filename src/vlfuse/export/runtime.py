@@ -13,7 +13,7 @@ import torch
 from vlfuse.data.text import TextTokenizer
 from vlfuse.errors import CheckpointError
 from vlfuse.export.onnx import FORMAT, METADATA_FILE
-from vlfuse.tasks import Task
+from vlfuse.objective import Objective
 
 
 def find_export_dir(path: str | Path) -> Path:
@@ -59,7 +59,7 @@ class OnnxModel:
         self.model_file = model_file
         self.input_names: list[str] = meta["inputs"]
         self.label_names: list[str] = meta["label_names"]
-        self.task = Task(meta["task"], len(self.label_names))
+        self.objective = Objective(meta["task"], len(self.label_names))
         self.tokenizer = TextTokenizer.load(self.path / meta["text"]["tokenizer"]) if meta["text"] else None
         image = meta["image"]
         if image is not None:
@@ -105,4 +105,4 @@ class OnnxModel:
     def predict_proba(self, images: list[torch.Tensor | None], texts: list[str | None]) -> torch.Tensor:
         """(B, num_labels) probabilities; a row may lack its image or its text when the model allows it."""
         logits = torch.from_numpy(self.logits(self.feeds(images, texts)))  # (B, K)
-        return self.task.probabilities(logits)
+        return self.objective.probabilities(logits)

@@ -5,10 +5,19 @@
     vlfuse search runs/ret shapes.index "a blue triangle" -k 5
     vlfuse zeroshot runs/ret --on easy-vqa:test
 
-Python: `RetrievalRun.load(path)`, `EmbeddingIndex`, `label_embeddings`, `contrastive_loss`.
+Python: `vlfuse.load_run(path)` → `vlfuse.retrieval.run.RetrievalRun`; `EmbeddingIndex`, `label_embeddings`,
+`contrastive_loss`.
 """
 
-from vlfuse.retrieval.loss import contrastive_loss, positive_mask
-from vlfuse.retrieval.run import RetrievalRun
+from vlfuse.task import TaskInfo, register_task
 
-__all__ = ["RetrievalRun", "contrastive_loss", "positive_mask"]
+register_task(TaskInfo(
+    name="retrieval",
+    summary="a contrastive dual encoder: text ↔ image search, zero-shot labels",
+    config="vlfuse.retrieval.config:RetrievalConfig",
+    run="vlfuse.retrieval.run:RetrievalRun",
+    training="vlfuse.retrieval.task:RetrievalTask",
+    operations=("evaluate", "index", "search", "zeroshot", "serve"),
+    required_files=("tokenizer.json", "model.safetensors"),
+    serve_as="retrieval_run",
+))  # fmt: skip

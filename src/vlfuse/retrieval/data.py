@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from vlfuse.data.captions import CaptionedImages, captioned_images, captioned_table
-from vlfuse.data.dataset import DataIssue, SplitData
 from vlfuse.data.sources import table_path
+from vlfuse.data.splits import DataIssue, SplitData, split_by_group
 from vlfuse.data.text import TextTokenizer
 from vlfuse.errors import ConfigError, DataError
 from vlfuse.retrieval.config import RetrievalConfig
@@ -81,9 +81,8 @@ def prepare_retrieval_data(cfg: RetrievalConfig, *, tokenizer: TextTokenizer | N
         train = train.select([i for i, k in enumerate(train.keys) if k not in heldout])
     if len(train) < 2:
         raise DataError(f"{train.file}: only {len(train)} captioned image(s) for training; expected at least 2")
-    order = np.random.default_rng(cfg.data.split_seed).permutation(len(train))
-    n_val = min(max(1, round(cfg.data.val_fraction * len(train))), len(train) - 1)
-    val, train = train.select(np.sort(order[:n_val])), train.select(np.sort(order[n_val:]))
+    keep, held = split_by_group(np.arange(len(train)), cfg.data.val_fraction, cfg.data.split_seed, train.file)
+    val, train = train.select(held), train.select(keep)
     if tokenizer is None:
         tokenizer = TextTokenizer.train(
             (c for caps in train.captions for c in caps), kind=cfg.data.tokenizer, vocab_size=cfg.data.vocab_size,

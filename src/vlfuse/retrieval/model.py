@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vlfuse.registry import IMAGE_ENCODERS, TEXT_ENCODERS
-from vlfuse.retrieval.config import DualEncoderConfig
+from vlfuse.retrieval.config import DualEncoderConfig, RetrievalConfig
 from vlfuse.types import Batch
 
 
@@ -104,3 +104,11 @@ def build_dual_encoder(
     image_encoder = IMAGE_ENCODERS.build(cfg.image_encoder, in_channels=in_channels, image_size=image_size)
     text_encoder = TEXT_ENCODERS.build(cfg.text_encoder, vocab_size=vocab_size, pad_id=pad_id, max_length=max_length)
     return DualEncoder(image_encoder, text_encoder, cfg)
+
+
+def build_for_run(cfg: RetrievalConfig, tokenizer) -> DualEncoder:
+    """A retrieval run's dual encoder, sizes derived from its data settings and trained tokenizer."""
+    return build_dual_encoder(
+        cfg.model, in_channels=cfg.data.channels, image_size=cfg.data.image_size, vocab_size=tokenizer.vocab_size,
+        pad_id=tokenizer.pad_id, max_length=cfg.data.max_text_length,
+    )  # fmt: skip

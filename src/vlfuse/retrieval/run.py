@@ -13,23 +13,24 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from torch import Tensor
 
 from vlfuse.data.images import load_image
 from vlfuse.data.text import TextTokenizer
 from vlfuse.data.transforms import ImagePreprocessor
-from vlfuse.errors import CheckpointError, ConfigError
 from vlfuse.retrieval.config import RetrievalConfig
-from vlfuse.retrieval.embed import embed_images, embed_texts
+from vlfuse.retrieval.data import prepare_retrieval_data
+from vlfuse.retrieval.embed import embed_images, embed_texts, evaluate_captioned
+from vlfuse.retrieval.model import build_for_run
 from vlfuse.train.checkpoint import load_model_weights
-from vlfuse.train.trainer import BEST_WEIGHTS
+
+WEIGHTS = "model.safetensors"
 
 
 def run_fingerprint(path: Path, cfg: RetrievalConfig) -> str:
     """sha256 (first 16 hex digits) of the weights file, the tokenizer file and the model / data config."""
     digest = hashlib.sha256()
-    for name in (BEST_WEIGHTS, "tokenizer.json"):
+    for name in (WEIGHTS, "tokenizer.json"):
         with open(path / name, "rb") as fh:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 digest.update(block)
@@ -52,28 +53,18 @@ class RetrievalRun:
         self.preprocess = ImagePreprocessor(cfg.data, augment=False)
         self.fingerprint = run_fingerprint(path, cfg)
 
-    @classmethod
-    def load(cls, path: str | Path) -> RetrievalRun:
-        """Raises CheckpointError when `path` is not a finished retrieval run."""
-        from vlfuse.config import validate_config
-        from vlfuse.retrieval.train import build_for_run
+    task = "retrieval"
 
+    @classmethod
+    def load(cls, path: str | Path, cfg: RetrievalConfig, *, device: str = "cpu") -> RetrievalRun:
+        """A finished retrieval run directory with its validated config (use `vlfuse.load_run(path)`)."""
         path = Path(path)
-        for required in ("config.yaml", "tokenizer.json", BEST_WEIGHTS):
-            if not (path / required).is_file():
-                raise CheckpointError(f"run directory '{path}' has no {required}; is it a finished retrieval run?")
-        try:
-            cfg = validate_config(yaml.safe_load((path / "config.yaml").read_text()), str(path / "config.yaml"))
-        except ConfigError as err:
-            raise CheckpointError(f"run directory '{path}': {err}") from None
-        if not isinstance(cfg, RetrievalConfig):
-            raise CheckpointError(f"run directory '{path}' is a '{cfg.task}' run; expected a 'retrieval' run")
         labels_file = path / "labels.json"
         labels = json.loads(labels_file.read_text()) if labels_file.is_file() else {}
         tokenizer = TextTokenizer.load(path / "tokenizer.json")
         model = build_for_run(cfg, tokenizer)
-        load_model_weights(model, path / BEST_WEIGHTS)
-        model.eval()
+        load_model_weights(model, path / WEIGHTS)
+        model.to(device).eval()
         return cls(path, cfg, model, tokenizer, labels)
 
     def load_images(self, paths: Sequence[str | Path]) -> Tensor:
@@ -94,9 +85,6 @@ class RetrievalRun:
 
     def evaluate(self, split: str = "test") -> dict[str, float]:
         """Retrieval metrics of one split of the run's data (re-prepared with the run's tokenizer)."""
-        from vlfuse.retrieval.data import prepare_retrieval_data
-        from vlfuse.retrieval.embed import evaluate_captioned
-
         data = prepare_retrieval_data(self.cfg, tokenizer=self.tokenizer)
         chosen = {"train": data.train, "val": data.val, "test": data.test}.get(split)
         if chosen is None:

@@ -15,11 +15,12 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 import vlfuse
-from vlfuse.api import Run
+from vlfuse.classify.run import ClassifyRun
 from vlfuse.serve.backends import Predictor, TorchPredictor
 from vlfuse.serve.capabilities import CAPABILITIES, ServeContext
 from vlfuse.serve.errors import install_error_handlers
 from vlfuse.serve.limits import BodySizeLimit, ServeLimits
+from vlfuse.task import RunRef, load_run_for
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +47,8 @@ def load_options(options: dict[str, Any] | None) -> dict[str, Any]:
         raise ValueError(f"unknown serve option(s) {unknown}; expected some of: {', '.join(OPTIONS)}")
     loaded: dict[str, Any] = {}
     if "bridge" in options:
-        from vlfuse.lm.run import BridgeRun
-
         bridge = options["bridge"]
-        loaded["bridge"] = bridge if isinstance(bridge, BridgeRun) else BridgeRun.load(bridge)
+        loaded["bridge"] = load_run_for(bridge, "ask") if isinstance(bridge, str | Path | RunRef) else bridge
     if "index" in options:
         from vlfuse.serve.search import SearchIndex
 
@@ -62,7 +61,7 @@ def load_options(options: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def create_app(
-    model: Run | Predictor | None = None,
+    model: ClassifyRun | Predictor | None = None,
     *,
     limits: ServeLimits | None = None,
     options: dict[str, Any] | None = None,
@@ -84,7 +83,7 @@ def create_app(
         ValueError: nothing to serve, or an unknown option.
         CheckpointError / DataError: see `load_options` (e.g. an index built by another model than its run).
     """
-    predictor: Predictor | None = TorchPredictor(model) if isinstance(model, Run) else model
+    predictor: Predictor | None = TorchPredictor(model) if isinstance(model, ClassifyRun) else model
     limits = limits or ServeLimits()
     loaded = load_options(options)
     if predictor is None and not loaded:
@@ -129,6 +128,7 @@ def create_app(
         return {
             "run": main["run"],
             "task": main["task"],
+            "objective": main.get("objective"),
             "labels": main["labels"],
             "backend": main["backend"],
             "capabilities": capabilities,
@@ -154,7 +154,7 @@ def _main_dir(predictor: Predictor | None, loaded: dict[str, Any]) -> Path:
     if predictor is not None:
         return predictor.path
     if "bridge" in loaded:
-        return loaded["bridge"].run_dir
+        return loaded["bridge"].path
     return loaded["index"].run.path
 
 
@@ -170,7 +170,8 @@ def _describe_main(ctx: ServeContext) -> dict[str, Any]:
     described = p.describe()
     return {
         "run": p.path.name,
-        "task": p.task,
+        "task": "classify",
+        "objective": p.objective,
         "labels": p.label_names,
         "backend": p.backend,
         "inputs": {

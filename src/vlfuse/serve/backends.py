@@ -13,7 +13,8 @@ from typing import Any, Protocol
 
 import torch
 
-from vlfuse.api import Run
+from vlfuse.classify.run import ClassifyRun
+from vlfuse.task import RunRef, load_run_for
 
 BACKENDS = ("torch", "onnx", "onnx-int8")
 
@@ -23,7 +24,7 @@ class Predictor(Protocol):
 
     backend: str
     label_names: list[str]
-    task: str
+    objective: str  # multiclass, binary or multilabel
     image_size: int | None  # None when the model reads no images
     channels: int | None
     reads_image: bool
@@ -60,11 +61,11 @@ class TorchPredictor:
 
     backend = "torch"
 
-    def __init__(self, run: Run) -> None:
+    def __init__(self, run: ClassifyRun) -> None:
         self.run = run
         self.path = run.path
         self.label_names = run.label_names
-        self.task = run.task.kind
+        self.objective = run.objective.kind
         model = run.model
         self.reads_image = model.image_encoder is not None
         self.reads_text = model.text_encoder is not None
@@ -100,7 +101,7 @@ class OnnxPredictor:
         self.backend = "onnx-int8" if int8 else "onnx"
         self.path = self.model.path
         self.label_names = self.model.label_names
-        self.task = self.model.task.kind
+        self.objective = self.model.objective.kind
         self.reads_image = self.model.reads_image
         self.reads_text = self.model.reads_text
         self.missing_modalities = self.model.missing_modalities
@@ -122,7 +123,7 @@ class OnnxPredictor:
         }
 
 
-def load_predictor(path: str | Path, backend: str = "torch") -> Predictor:
+def load_predictor(path: str | Path | RunRef, backend: str = "torch") -> Predictor:
     """A predictor for a run directory (or an ONNX export folder with the onnx backends).
 
     Raises:
@@ -130,7 +131,7 @@ def load_predictor(path: str | Path, backend: str = "torch") -> Predictor:
         CheckpointError: the run or export is missing or incomplete.
     """
     if backend == "torch":
-        return TorchPredictor(Run.load(path))
+        return TorchPredictor(load_run_for(path, "predict"))
     if backend in ("onnx", "onnx-int8"):
-        return OnnxPredictor(path, int8=backend == "onnx-int8")
+        return OnnxPredictor(path.path if isinstance(path, RunRef) else path, int8=backend == "onnx-int8")
     raise ValueError(f"unknown backend '{backend}'; expected one of {', '.join(BACKENDS)}")

@@ -1,5 +1,5 @@
 """`POST /v1/ask` (an image and a question → an answer in words) and `POST /v1/caption` (an image → a caption), from
-a language bridge (`vlfuse.lm.run.BridgeRun`; `vlfuse serve --bridge RUN_OR_NAME`).
+a language bridge (`vlfuse.bridge.run.BridgeRun`; `vlfuse serve --bridge RUN_OR_NAME`).
 
 Generation takes ~0.3–1 s, so it runs in the micro-batcher's worker thread, never on the event loop, and concurrent
 requests of both kinds share one `BridgeRun.generate` call: a caption is generation with the run's caption prompt,
@@ -47,11 +47,11 @@ def has_bridge(ctx: ServeContext) -> bool:
 
 def describe_bridge(bridge) -> dict[str, Any]:
     """/v1/info's main facts for a server whose main model is the bridge (no classification run)."""
-    metrics_file = bridge.run_dir / "metrics.json"
+    metrics_file = bridge.path / "metrics.json"
     metrics = json.loads(metrics_file.read_text()).get("test", {}) if metrics_file.is_file() else {}
     data = bridge.cfg.data
     return {
-        "run": bridge.run_dir.name,
+        "run": bridge.path.name,
         "task": "bridge",
         "labels": [],
         "backend": "torch",
@@ -76,7 +76,7 @@ def bridge_batcher(ctx: ServeContext) -> MicroBatcher:
     ctx.batchers["bridge"] = batcher
     cfg = bridge.cfg
     ctx.info["bridge"] = {
-        "run": bridge.run_dir.name,
+        "run": bridge.path.name,
         "language_model": cfg.bridge.language_model,
         "image_encoder": cfg.image_encoder.name,
         "image_size": cfg.data.image_size,

@@ -34,6 +34,7 @@ from vlfuse.serve.batcher import MicroBatcher
 from vlfuse.serve.capabilities import ServeContext, register_capability
 from vlfuse.serve.errors import ERROR_RESPONSES, ApiError, ErrorResponse
 from vlfuse.serve.limits import require_text
+from vlfuse.task import load_run_for
 
 MAX_K = 100  # most hits one request may ask for
 THUMBNAIL = 256  # largest side of a served image, in pixels (smaller images are sent at their own size)
@@ -66,7 +67,7 @@ class SearchIndex:
                     "pass the retrieval run that built it with --retrieval-run DIR"
                 )
             run = index.run
-        run = run if isinstance(run, RetrievalRun) else RetrievalRun.load(run)
+        run = run if isinstance(run, RetrievalRun) else load_run_for(run, "search")
         index.check_model(run.fingerprint, run.path, index_path)
         return cls(index, run, index_path)
 

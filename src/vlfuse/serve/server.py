@@ -6,31 +6,24 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import yaml
-
+from vlfuse.errors import CheckpointError
 from vlfuse.serve.app import create_app
 from vlfuse.serve.backends import load_predictor
 from vlfuse.serve.limits import ServeLimits
+from vlfuse.task import RunRef, resolve_run
 
 log = logging.getLogger(__name__)
 
 
-def run_kind(path: str | Path) -> str | None:
-    """What a RUN argument names: "bridge" (a shipped bridge name or a bridge run), "retrieval", "classify" (any
-    other folder: a run or an ONNX export), or None when it is no folder."""
-    from vlfuse.lm.run import SHIPPED
-
-    if str(path) in SHIPPED:
-        return "bridge"
-    folder = Path(path)
-    if not folder.is_dir():
-        return None
+def served_as(path: str | Path) -> tuple[str, RunRef | Path]:
+    """How `vlfuse serve PATH` mounts PATH: its task's `serve_as` ("predict", "bridge" or "retrieval_run") and the
+    resolved run; ("predict", PATH) for anything that is no run, e.g. an ONNX export folder (its loader names any
+    problem)."""
     try:
-        raw = yaml.safe_load((folder / "config.yaml").read_text()) if (folder / "config.yaml").is_file() else None
-    except yaml.YAMLError:
-        raw = None  # Run.load names the problem
-    task = raw.get("task") if isinstance(raw, dict) else None
-    return task if task in ("bridge", "retrieval") else "classify"
+        ref = resolve_run(path)
+    except CheckpointError:
+        return "predict", Path(path)
+    return ref.task.serve_as, ref
 
 
 def serve(
@@ -64,21 +57,21 @@ def serve(
     """
     import uvicorn
 
-    kind = run_kind(path) if path is not None else None
-    if kind == "bridge":
+    role, resolved = served_as(path) if path is not None else (None, None)
+    if role == "bridge":
         if bridge is not None:
             raise ValueError(f"'{path}' is a bridge run and --bridge {bridge} names another; serve one bridge")
-        path, bridge = None, path
-    elif kind == "retrieval":
+        path, bridge = None, resolved
+    elif role == "retrieval_run":
         if index is None:
             raise ValueError(f"'{path}' is a retrieval run: serve it with an index, --index INDEX_FILE (from "
                              f"`vlfuse index {path} SOURCE`)")  # fmt: skip
         if retrieval_run is not None:
             raise ValueError(f"'{path}' is a retrieval run and --retrieval-run {retrieval_run} names another")
-        path, retrieval_run = None, path
+        path, retrieval_run = None, resolved
     if path is None and bridge is None and index is None:
         raise ValueError("nothing to serve: give a RUN directory, --bridge RUN_OR_NAME and/or --index INDEX_FILE")
-    predictor = load_predictor(path, backend) if path is not None else None
+    predictor = load_predictor(resolved, backend) if path is not None else None
     options = {"bridge": bridge, "index": index, "retrieval_run": retrieval_run}
     app = create_app(predictor, limits=limits, options=options)
     uvicorn.run(app, host=host, port=port, log_level=log_level)

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from vlfuse.config import DataConfig
 from vlfuse.data.builtin import easy_vqa, fashion_mnist, fashion_mnist_pairs
-from vlfuse.data.dataset import RawSplit
+from vlfuse.data.splits import RawSplit
 from vlfuse.errors import DataError
 
 Loader = Callable[[str, DataConfig], RawSplit]

@@ -10,8 +10,8 @@ import logging
 import torch
 
 from vlfuse.config import DataConfig
-from vlfuse.data.dataset import RawSplit
 from vlfuse.data.images import load_images
+from vlfuse.data.splits import RawSplit
 from vlfuse.errors import DataError
 
 log = logging.getLogger(__name__)

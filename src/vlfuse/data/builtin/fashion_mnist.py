@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from vlfuse.config import DataConfig
-from vlfuse.data.dataset import RawSplit
+from vlfuse.data.splits import RawSplit
 from vlfuse.errors import DataError
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ import torch
 
 from vlfuse.config import DataConfig
 from vlfuse.data.builtin import fashion_mnist
-from vlfuse.data.dataset import RawSplit
+from vlfuse.data.splits import RawSplit
 from vlfuse.errors import DataError
 
 log = logging.getLogger(__name__)

@@ -31,7 +31,7 @@ function describe(info, has) {
   if (has("predict")) {
     const metric = info.metrics && info.metrics.test && info.metrics.test.accuracy;
     const accuracy = typeof metric === "number" ? `, test accuracy ${(100 * metric).toFixed(1)} %` : "";
-    parts.push(`${info.run}: ${info.task}, ${info.labels.length} labels, ${info.backend} backend${accuracy}`);
+    parts.push(`${info.run}: ${info.task}${info.objective ? ` (${info.objective})` : ""}, ${info.labels.length} labels, ${info.backend} backend${accuracy}`);
   }
   if (info.bridge) parts.push(`language bridge ${info.bridge.run} (${info.bridge.language_model})`);
   if (info.search) {

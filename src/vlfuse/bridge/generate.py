@@ -166,3 +166,57 @@ def _beam_search(lm, embeds, mask, cfg: GenerationConfig, eos_id: int) -> list[l
         ids = tokens_so_far[row].tolist()
         out.append(ids[: ids.index(eos_id)] if eos_id in ids else ids)
     return out
+
+
+# ---------------------------------------------------------------------------------------------- bridge prompts
+OnText = Callable[[int, str], None]  # (row, newly generated text)
+
+
+def prompt_embeddings(model, visual: Tensor, prompts: list[str]) -> tuple[Tensor, Tensor]:
+    """Left-padded [user prefix, visual tokens, prompt, assistant header] embeddings (B, T, H) and mask (B, T) of a
+    `BridgeModel` for visual tokens (B, N, D) and one prompt per row."""
+    if len(prompts) != len(visual):
+        raise ValueError(f"{len(prompts)} prompts for {len(visual)} images")
+    device = visual.device
+    ids = [model.encode_prompt(p) for p in prompts]
+    length = max(map(len, ids))
+    text = torch.full((len(ids), length), model.pad_id, dtype=torch.long, device=device)  # (B, L)
+    text_mask = torch.zeros(len(ids), length, dtype=torch.long, device=device)  # (B, L)
+    for b, row in enumerate(ids):
+        text[b, length - len(row) :] = torch.tensor(row, device=device)
+        text_mask[b, length - len(row) :] = 1
+    with torch.inference_mode():
+        embeds = model.embed(visual, text)  # (B, P + N + L, H): padding sits between visual and prompt
+    fixed = embeds.shape[1] - length  # user prefix + visual tokens, always real
+    mask = torch.cat([torch.ones(len(ids), fixed, dtype=torch.long, device=device), text_mask], dim=1)  # (B, T)
+    # move each row's padding to the far left so the next token is at the last position for every row
+    order = torch.argsort(mask, dim=1, stable=True)  # (B, T): pads first, then real tokens in order
+    embeds = torch.gather(embeds, 1, order[..., None].expand_as(embeds))
+    return embeds, torch.gather(mask, 1, order)
+
+
+def _stream_decoder(tokenizer, on_text: OnText) -> OnToken:
+    """Wrap a (row, text piece) callback as a (row, token id) one, decoding incrementally per row."""
+    tokens: dict[int, list[int]] = {}
+    shown: dict[int, str] = {}
+
+    def on_token(row: int, token: int) -> None:
+        tokens.setdefault(row, []).append(token)
+        text = tokenizer.decode(tokens[row], skip_special_tokens=True)
+        piece = text[len(shown.get(row, "")) :]
+        shown[row] = text
+        if piece:
+            on_text(row, piece)
+
+    return on_token
+
+
+def generate_texts(
+    model, visual: Tensor, prompts: list[str], gen: GenerationConfig, on_text: OnText | None = None
+) -> list[str]:
+    """One generated text per (visual tokens (B, N, D), prompt) pair of a `BridgeModel`; `on_text(row, piece)`
+    receives each row's text as it is generated (streaming)."""
+    embeds, mask = prompt_embeddings(model, visual, list(prompts))
+    streamed = _stream_decoder(model.tokenizer, on_text) if on_text is not None else None
+    ids = generate(model.lm, embeds, mask, gen, eos_id=model.eos_id, on_token=streamed)
+    return [model.tokenizer.decode(row, skip_special_tokens=True).strip() for row in ids]

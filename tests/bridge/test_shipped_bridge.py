@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from vlfuse.lm.experiment import BridgeExperimentConfig
-from vlfuse.lm.run import SHIPPED, BridgeRun
+from vlfuse.bridge.config import BridgeConfig
+from vlfuse.bridge.run import BridgeRun
+from vlfuse.task import load_run, shipped_runs
 
-SHIPPED_DIR = SHIPPED["easy-vqa-bridge"]
+SHIPPED_DIR = shipped_runs()["easy-vqa-bridge"]
 REPO_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "bridge_easy_vqa.yaml"
 
 
@@ -24,7 +25,9 @@ def vlfuse(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def shipped() -> BridgeRun:
-    return BridgeRun.load("easy-vqa-bridge")
+    run = load_run("easy-vqa-bridge")
+    assert isinstance(run, BridgeRun)
+    return run
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +43,8 @@ def sampled_questions():
 def test_checkpoint_is_small_and_matches_the_repo_config():
     weights = SHIPPED_DIR / "bridge.safetensors"
     assert weights.stat().st_size <= 20 * 2**20
-    shipped_cfg = BridgeExperimentConfig.model_validate(yaml.safe_load((SHIPPED_DIR / "config.yaml").read_text()))
-    repo_cfg = BridgeExperimentConfig.model_validate(yaml.safe_load(REPO_CONFIG.read_text()))
+    shipped_cfg = BridgeConfig.model_validate(yaml.safe_load((SHIPPED_DIR / "config.yaml").read_text()))
+    repo_cfg = BridgeConfig.model_validate(yaml.safe_load(REPO_CONFIG.read_text()))
     assert shipped_cfg == repo_cfg  # `make shipped-bridge` (the repo config) reproduces what ships
     metrics = json.loads((SHIPPED_DIR / "metrics.json").read_text())
     assert metrics["weights_bytes"] == weights.stat().st_size

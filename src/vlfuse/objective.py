@@ -1,4 +1,4 @@
-"""Task = how logits become a loss, probabilities and metrics, for each kind of label."""
+"""Objective = how logits become a loss, probabilities and metrics, for each kind of label."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from torch import Tensor
 
 
 @dataclass
-class Task:
+class Objective:
     """One of multiclass (K logits, cross-entropy), binary (1 logit, BCE) or multilabel (K logits, BCE)."""
 
     kind: str

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from vlfuse.bridge.model import IGNORE, BridgeBatch, BridgeModel
 from vlfuse.config import DataConfig
 from vlfuse.data.captions import (
     caption_templates,
@@ -26,8 +27,8 @@ from vlfuse.data.captions import (
     image_attributes_easy_vqa,
 )
 from vlfuse.data.sources import table_path
+from vlfuse.data.splits import split_by_group
 from vlfuse.errors import DataError
-from vlfuse.lm.bridge import IGNORE, BridgeBatch, BridgeModel
 
 
 @dataclass
@@ -79,10 +80,9 @@ class BridgeSplit:
         return self.captions if task == "caption" else self.questions
 
     def split_by_image(self, fraction: float, seed: int) -> tuple[BridgeSplit, BridgeSplit]:
-        """(rest, held out): `fraction` of the images, with all their rows, held out (for validation)."""
-        order = np.random.default_rng(seed).permutation(len(self.images))
-        held = set(order[: max(1, math.floor(fraction * len(self.images)))].tolist())
-        return self._subset([i for i in range(len(self.images)) if i not in held]), self._subset(sorted(held))
+        """(rest, held out): about `fraction` of the images, with all their rows, held out (for validation)."""
+        keep, held = split_by_group(np.arange(len(self.images)), fraction, seed, self.name)
+        return self._subset(keep.tolist()), self._subset(held.tolist())
 
     def _subset(self, keep: list[int]) -> BridgeSplit:
         remap = torch.full((len(self.images),), -1, dtype=torch.long)

@@ -7,9 +7,9 @@ import importlib.util
 import pytest
 import torch
 
+from vlfuse.bridge.generate import GenerationConfig, generate
+from vlfuse.bridge.language_model import load_language_model
 from vlfuse.errors import MissingPackageError
-from vlfuse.lm.generate import GenerationConfig, generate
-from vlfuse.lm.language_model import load_language_model
 
 CHAT = "<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n"
 

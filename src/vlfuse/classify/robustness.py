@@ -28,11 +28,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from vlfuse.data.dataset import SplitData
-from vlfuse.evaluate.predict import evaluate_split
+from vlfuse.classify.evaluate import evaluate_split
+from vlfuse.data.splits import SplitData
 
 if TYPE_CHECKING:
-    from vlfuse.api import Run
+    from vlfuse.classify.run import ClassifyRun
     from vlfuse.data.text import TextTokenizer
 
 log = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ CONDITIONS: dict[str, tuple[str, Callable[[SplitData, Any, int], SplitData]]] = 
 }
 
 
-def _applies(group: str, run: Run, split: SplitData) -> bool:
+def _applies(group: str, run: ClassifyRun, split: SplitData) -> bool:
     model = run.model
     if group == "missing":
         return getattr(model, "placeholders", None) is not None
@@ -128,7 +128,9 @@ def _applies(group: str, run: Run, split: SplitData) -> bool:
     return True
 
 
-def evaluate_robustness(run: Run, split: str = "test", *, seed: int = 0, write: bool = True) -> list[dict[str, Any]]:
+def evaluate_robustness(
+    run: ClassifyRun, split: str = "test", *, seed: int = 0, write: bool = True
+) -> list[dict[str, Any]]:
     """Score `run` on one split under every applicable condition.
 
     Returns:
@@ -137,7 +139,7 @@ def evaluate_robustness(run: Run, split: str = "test", *, seed: int = 0, write: 
         With write=True also robustness.json, robustness.md and plots/robustness.png in the run directory.
     """
     data = run.split_data(split)
-    metric = run.task.primary_metric
+    metric = run.objective.primary_metric
     device = next(run.model.parameters()).device
     placeholders = getattr(run.model, "placeholders", None)
     if placeholders is not None and not placeholders.learned:
@@ -147,7 +149,7 @@ def evaluate_robustness(run: Run, split: str = "test", *, seed: int = 0, write: 
     for name, (group, make) in CONDITIONS.items():
         if not _applies(group, run, data):
             continue
-        metrics, _ = evaluate_split(run.model, make(data, run.tokenizer, seed), run.task, run.preprocess,
+        metrics, _ = evaluate_split(run.model, make(data, run.tokenizer, seed), run.objective, run.preprocess,
                                     batch_size=run.cfg.train.eval_batch_size, device=device)  # fmt: skip
         value = float(metrics[metric])
         complete = rows[0]["value"] if rows else value

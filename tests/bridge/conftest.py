@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vlfuse.lm.bridge import BridgeModel, BridgeModelConfig
-from vlfuse.lm.language_model import load_language_model
+from vlfuse.bridge.language_model import load_language_model
+from vlfuse.bridge.model import BridgeModel, BridgeModelConfig
 
 
 @pytest.fixture(scope="session")

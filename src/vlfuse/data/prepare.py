@@ -1,4 +1,4 @@
-"""In-memory dataset types and `prepare_data`: any source → train / val / test tensors, tokenizer and labels.
+"""`prepare_data`: any source → train / val / test tensors, tokenizer and labels; `prepare_inputs` for predict time.
 
 Flow: load the source into a `RawSplit` (decoded images + raw strings) → limit rows → build the label vocabulary
 from the whole training source → check test labels → carve validation from train by image → train the tokenizer
@@ -9,167 +9,22 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
 import torch
-from torch import Tensor
 
 from vlfuse.config import DataConfig
+from vlfuse.data.builtin import default_task
+from vlfuse.data.images import decode_image_bytes, load_image
 from vlfuse.data.labels import encode_labels
+from vlfuse.data.sources import check_known_labels, label_vocabulary_of, load_source
+from vlfuse.data.splits import PreparedData, RawSplit, SplitData, join_texts, split_by_group
 from vlfuse.data.text import TextTokenizer
 from vlfuse.errors import DataError
-from vlfuse.types import EncoderOutput
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DataIssue", "PreparedData", "RawSplit", "SplitData", "encode_labels", "prepare_data", "prepare_inputs"]
-
-
-@dataclass(frozen=True)
-class DataIssue:
-    """One row skipped under `data.on_error: skip`. `row` is the number shown to users (see RawSplit)."""
-
-    file: str
-    row: int
-    column: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.file}, row {self.row}, column '{self.column}': {self.message}"
-
-
-def _as_index(rows: Tensor | Sequence[int] | np.ndarray) -> Tensor:
-    return torch.as_tensor(np.asarray(rows, dtype=np.int64)) if not isinstance(rows, Tensor) else rows.long()
-
-
-def _take_images(
-    images: Tensor | None, image_index: Tensor | None, sources: list[str], rows: Tensor
-) -> tuple[Tensor | None, Tensor | None, list[str]]:
-    """Keep only the images referenced by `rows` and renumber the row → image index accordingly."""
-    if images is None or image_index is None:
-        return None, None, []
-    used, new_index = torch.unique(image_index[rows], sorted=True, return_inverse=True)  # (M',), (N',)
-    return images[used], new_index, [sources[i] for i in used.tolist()]  # (M', C, H, W)
-
-
-@dataclass
-class RawSplit:
-    """A loaded source before tokenizing / label encoding: decoded images and raw strings.
-
-    Attributes:
-        file: where the rows came from, for messages (table path or e.g. "easy-vqa:train").
-        images: (M, C, H, W) uint8 unique images, or None for data without images.
-        image_index: (N,) long, row → index into `images`.
-        texts: per row, one string per text column; None for data without text.
-        labels: per row, the label string (list of strings for multilabel); None when unlabelled.
-        image_sources: where each unique image came from.
-        source_rows: per row, its number in the source: the 1-based data row for tables (as in error
-            messages), the 0-based index into the dataset for built-ins.
-        text_columns / label_column: column names, for messages.
-        label_names: the dataset's own label order (built-ins); None → derived from the data.
-        issues: rows dropped while loading (on_error=skip).
-    """
-
-    file: str
-    images: Tensor | None
-    image_index: Tensor | None
-    texts: list[list[str]] | None
-    labels: list[str] | list[list[str]] | None
-    image_sources: list[str]
-    source_rows: list[int]
-    text_columns: list[str] = field(default_factory=list)
-    label_column: str = "label"
-    label_names: list[str] | None = None
-    issues: list[DataIssue] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.source_rows)
-
-    def select(self, rows: Tensor | Sequence[int] | np.ndarray) -> RawSplit:
-        """The given rows (positions), keeping only the images they use."""
-        idx = _as_index(rows)
-        pos = idx.tolist()
-        images, image_index, sources = _take_images(self.images, self.image_index, self.image_sources, idx)
-        return replace(
-            self,
-            images=images,
-            image_index=image_index,
-            image_sources=sources,
-            texts=None if self.texts is None else [self.texts[i] for i in pos],
-            labels=None if self.labels is None else [self.labels[i] for i in pos],
-            source_rows=[self.source_rows[i] for i in pos],
-            issues=list(self.issues),
-        )
-
-
-@dataclass
-class SplitData:
-    """One split as tensors (see docs/design.md)."""
-
-    images: Tensor | None  # (M, C, H, W) uint8 unique images
-    image_index: Tensor | None  # (N,) long row -> image
-    token_ids: Tensor | None  # (N, L) long
-    token_mask: Tensor | None  # (N, L) bool
-    labels: Tensor | None  # (N,) long | (N,) float | (N, K) float
-    texts: list[str]
-    image_sources: list[str]
-    source_rows: list[int]
-    # a frozen image tower's cached features of each unique image (tokens (M, N, D), pooled (M, D)); when set, batches
-    # carry these instead of pixels. Attached after preparation (`vlfuse.features`); `subset` drops them.
-    image_features: EncoderOutput | None = None
-
-    def __len__(self) -> int:
-        return len(self.source_rows)
-
-    def subset(self, rows: Tensor | Sequence[int] | np.ndarray) -> SplitData:
-        """The given rows (positions) as a new split; only the images still referenced are kept, reindexed."""
-        idx = _as_index(rows)
-        images, image_index, sources = _take_images(self.images, self.image_index, self.image_sources, idx)
-        pos = idx.tolist()
-        return SplitData(
-            images=images,
-            image_index=image_index,
-            token_ids=None if self.token_ids is None else self.token_ids[idx],
-            token_mask=None if self.token_mask is None else self.token_mask[idx],
-            labels=None if self.labels is None else self.labels[idx],
-            texts=[self.texts[i] for i in pos] if self.texts else [],
-            image_sources=sources,
-            source_rows=[self.source_rows[i] for i in pos],
-        )
-
-
-@dataclass
-class PreparedData:
-    train: SplitData
-    val: SplitData
-    test: SplitData | None
-    tokenizer: TextTokenizer | None
-    label_names: list[str]
-    task: str
-    issues: list[DataIssue]
-
-
-def sample_rows(n: int, k: int, seed: int, groups: Sequence | np.ndarray | None = None) -> np.ndarray:
-    """k of n row positions chosen by `seed`, in ascending order (deterministic).
-
-    With `groups` (e.g. each row's image), whole groups are taken in random order so that rows sharing an image
-    stay together (only the last group taken may be cut).
-    """
-    rng = np.random.default_rng(seed)
-    if groups is None:
-        return np.sort(rng.choice(n, size=min(k, n), replace=False))
-    _, inverse = np.unique(np.asarray(groups), return_inverse=True)  # (N,) group id per row
-    rank = rng.permutation(int(inverse.max()) + 1)[inverse]  # (N,) random rank of each row's group
-    return np.sort(np.argsort(rank, kind="stable")[:k])
-
-
-def join_texts(texts: list[list[str]] | None, n: int) -> list[str]:
-    """The display form of each row's text: columns joined with ' [SEP] ' ("" for data without text)."""
-    if texts is None:
-        return [""] * n
-    return [row[0] if len(row) == 1 else " [SEP] ".join(row) for row in texts]
+__all__ = ["PreparedData", "prepare_data", "prepare_inputs"]
 
 
 def prepare_data(
@@ -192,12 +47,8 @@ def prepare_data(
     Raises:
         DataError: unreadable source, bad rows under on_error=raise, unusable labels for the task.
     """
-    from vlfuse.data.sources import check_known_labels, label_vocabulary_of, load_source, split_by_image
-
     del seed
     if cfg.task is None:
-        from vlfuse.data.builtin import default_task
-
         cfg = cfg.model_copy(update={"task": default_task(cfg.name)})
     raw_train = load_source(cfg, "train")
     raw_test = load_source(cfg, "test")
@@ -210,7 +61,8 @@ def prepare_data(
         raw_train = check_known_labels(raw_train, label_names, cfg.task, on_error=cfg.on_error, issues=issues)
     if raw_test is not None:
         raw_test = check_known_labels(raw_test, label_names, cfg.task, on_error=cfg.on_error, issues=issues)
-    train_rows, val_rows = split_by_image(raw_train, cfg.val_fraction, cfg.split_seed)
+    groups = raw_train.image_index.numpy() if raw_train.image_index is not None else range(len(raw_train))  # (N,)
+    train_rows, val_rows = split_by_group(groups, cfg.val_fraction, cfg.split_seed, raw_train.file)
     raw_val, raw_train = raw_train.select(val_rows), raw_train.select(train_rows)
 
     if raw_train.texts is None:
@@ -289,8 +141,6 @@ def prepare_inputs(
     Raises:
         DataError: an image cannot be decoded, the inputs disagree in length, or text is given without a tokenizer.
     """
-    from vlfuse.data.images import decode_image_bytes, load_image
-
     n_img = None if images is None else len(images)
     n_txt = None if texts is None else len(texts)
     if n_img is not None and n_txt is not None and n_img != n_txt:

@@ -21,8 +21,14 @@ from typing import Any
 
 import torch
 
-from vlfuse.config import ExperimentConfig, apply_overrides, config_to_dict, validate_config
+from vlfuse.classify.config import ClassifyConfig
+from vlfuse.config import apply_overrides, config_to_dict
+from vlfuse.data.loader import BatchLoader
+from vlfuse.data.prepare import prepare_data
+from vlfuse.errors import ConfigError
 from vlfuse.registry import FUSIONS
+from vlfuse.task import load_run, validate_config
+from vlfuse.train.runner import run_training
 
 BASELINES = ("image_only", "text_only")
 # two-sided 95 % Student-t quantiles for 1..30 degrees of freedom (normal beyond)
@@ -50,7 +56,7 @@ class RunSpec:
     threads: int
 
 
-def method_config(base: ExperimentConfig, method: str, seed: int, threads: int) -> dict[str, Any]:
+def method_config(base: ClassifyConfig, method: str, seed: int, threads: int) -> dict[str, Any]:
     """The base config with another fusion (its own defaults, or the base's settings if it is the same fusion)."""
     raw = config_to_dict(base)
     fusion = raw["model"]["fusion"] if raw["model"]["fusion"]["name"] == method else {"name": method}
@@ -59,10 +65,6 @@ def method_config(base: ExperimentConfig, method: str, seed: int, threads: int) 
 
 def _latency_ms(run_dir: Path, samples: int = 30) -> float:
     """Median wall time of predicting one test sample (batch of 1), in milliseconds."""
-    from vlfuse.api import load_run
-    from vlfuse.data.dataset import prepare_data
-    from vlfuse.data.loader import BatchLoader
-
     run = load_run(run_dir)
     cfg = run.cfg.data.model_copy(update={"test_limit": samples, "limit": 50})
     data = prepare_data(cfg, seed=run.cfg.seed, tokenizer=run.tokenizer, label_names=run.label_names)
@@ -77,11 +79,9 @@ def _latency_ms(run_dir: Path, samples: int = 30) -> float:
 
 
 def _train_one(spec: RunSpec) -> dict[str, Any]:
-    from vlfuse.train.experiment import train_experiment
-
     torch.set_num_threads(spec.threads)
     start = time.perf_counter()
-    summary = train_experiment(validate_config(spec.config), spec.run_dir, overwrite=True)
+    summary = run_training(validate_config(spec.config), spec.run_dir, overwrite=True)
     wall = time.perf_counter() - start
     history = [json.loads(line) for line in (Path(spec.run_dir) / "metrics.jsonl").read_text().splitlines()]
     return {
@@ -104,9 +104,15 @@ def resolve_methods(fusions: str) -> list[str]:
 
 
 def run_comparison(
-    base: ExperimentConfig, *, fusions: str, seeds: int, out_dir: Path, jobs: int | None = None
+    base: ClassifyConfig, *, fusions: str, seeds: int, out_dir: Path, jobs: int | None = None
 ) -> dict[str, Any]:
-    """Train every method × seed, aggregate and write compare.{json,md,png} into `out_dir`."""
+    """Train every method × seed, aggregate and write compare.{json,md,png} into `out_dir`.
+
+    Raises:
+        ConfigError: `base` is not a classify config (fusions are compared on classification).
+    """
+    if not isinstance(base, ClassifyConfig):
+        raise ConfigError(f"vlfuse compare trains fusions of a classify config; this config is task '{base.task}'")
     cores = os.cpu_count() or 1
     jobs = jobs or min(cores, 2)
     threads = max(1, cores // jobs)

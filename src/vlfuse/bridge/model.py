@@ -22,9 +22,9 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
+from vlfuse.bridge.language_model import ScratchDecoderConfig
 from vlfuse.config import Section
 from vlfuse.errors import ConfigError
-from vlfuse.lm.language_model import ScratchDecoderConfig
 
 USER_PREFIX = "<|im_start|>user\n"
 ASSISTANT_PREFIX = "<|im_end|>\n<|im_start|>assistant\n"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from vlfuse.lm.bridge import IGNORE, BridgeBatch
+from vlfuse.bridge.model import IGNORE, BridgeBatch
 
 
 def batch_for(bridge, n: int = 6) -> BridgeBatch:
@@ -69,10 +69,10 @@ def test_scratch_decoder_trains_whole_saves_whole_and_generates():
     """language_model: scratch-decoder — a small fresh decoder behind the same interface as the pretrained LM."""
     import pytest
 
+    from vlfuse.bridge.generate import GenerationConfig, generate
+    from vlfuse.bridge.language_model import ScratchDecoderConfig, load_language_model
+    from vlfuse.bridge.model import BridgeModel, BridgeModelConfig
     from vlfuse.errors import ConfigError
-    from vlfuse.lm.bridge import BridgeModel, BridgeModelConfig
-    from vlfuse.lm.generate import GenerationConfig, generate
-    from vlfuse.lm.language_model import ScratchDecoderConfig, load_language_model
 
     torch.manual_seed(0)
     size = ScratchDecoderConfig(hidden=32, layers=1, heads=2)

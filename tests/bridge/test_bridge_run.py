@@ -9,8 +9,8 @@ import sys
 import pytest
 import yaml
 
-from vlfuse.lm.generate import GenerationConfig
-from vlfuse.lm.run import BridgeRun
+from vlfuse.bridge.generate import GenerationConfig
+from vlfuse.bridge.run import BridgeRun
 
 TINY_BRIDGE = {
     "task": "bridge",

@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from vlfuse.data.dataset import SplitData
 from vlfuse.data.loader import BatchLoader
+from vlfuse.data.splits import SplitData
 from vlfuse.data.transforms import ImagePreprocessor
-from vlfuse.tasks import Task
+from vlfuse.objective import Objective
 
 
 @torch.inference_mode()
@@ -33,14 +33,14 @@ def predict_logits(
 def evaluate_split(
     model: nn.Module,
     split: SplitData,
-    task: Task,
+    objective: Objective,
     preprocess: ImagePreprocessor,
     *,
     batch_size: int,
     device: torch.device,
 ) -> tuple[dict[str, float], Tensor]:
-    """Task metrics on `split` plus its logits (N, K)."""
+    """Objective metrics on `split` plus its logits (N, K)."""
     logits = predict_logits(model, split, preprocess, batch_size=batch_size, device=device)
-    metrics = task.metrics(logits, split.labels)
+    metrics = objective.metrics(logits, split.labels)
     metrics["samples"] = len(split)
     return metrics, logits

@@ -1,0 +1,176 @@
+"""A finished classification run, loaded for prediction and evaluation: `vlfuse.load_run(RUN)` for a classify run.
+
+Needs nothing but the run directory: config.yaml, labels.json, tokenizer.json (when the data has text) and
+model.safetensors. Never imports the training code (`vlfuse.classify.task`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vlfuse.classify.config import ClassifyConfig
+from vlfuse.classify.evaluate import evaluate_split
+from vlfuse.data.images import load_image
+from vlfuse.data.prepare import prepare_data
+from vlfuse.data.splits import SplitData
+from vlfuse.data.text import TextTokenizer
+from vlfuse.data.transforms import ImagePreprocessor
+from vlfuse.errors import CheckpointError
+from vlfuse.model import MultimodalModel, build_model
+from vlfuse.objective import Objective
+from vlfuse.train.checkpoint import load_model_weights
+from vlfuse.types import Batch
+
+log = logging.getLogger(__name__)
+
+WEIGHTS = "model.safetensors"
+
+
+@dataclass
+class Prediction:
+    label: str
+    probability: float
+
+
+def build_classifier(cfg: ClassifyConfig, tokenizer: TextTokenizer | None, num_outputs: int) -> MultimodalModel:
+    """The run's model, with sizes derived from its data settings and trained tokenizer (None: no text)."""
+    return build_model(
+        cfg.model, in_channels=cfg.data.channels, image_size=cfg.data.image_size,
+        vocab_size=tokenizer.vocab_size if tokenizer else 0, pad_id=tokenizer.pad_id if tokenizer else 0,
+        max_length=cfg.data.max_text_length, num_outputs=num_outputs,
+    )  # fmt: skip
+
+
+class ClassifyRun:
+    """A trained run directory, ready to predict; needs nothing but the directory."""
+
+    task = "classify"
+
+    def __init__(
+        self, path: Path, cfg: ClassifyConfig, objective: Objective, label_names: list[str], model, tokenizer
+    ) -> None:
+        self.path = path
+        self.cfg = cfg
+        self.objective = objective
+        self.label_names = label_names
+        self.model = model
+        self.tokenizer = tokenizer
+        self.preprocess = ImagePreprocessor(cfg.data, augment=False)
+        self._warned_untrained: set[str] = set()  # modalities already warned about (once per run, not per request)
+
+    @classmethod
+    def load(cls, path: str | Path, cfg: ClassifyConfig, *, device: str = "cpu") -> ClassifyRun:
+        """A finished classify run directory with its validated config (use `vlfuse.load_run(path)`, which reads and
+        checks both)."""
+        path = Path(path)
+        labels = json.loads((path / "labels.json").read_text())
+        tokenizer = TextTokenizer.load(path / "tokenizer.json") if (path / "tokenizer.json").is_file() else None
+        objective = Objective(labels["task"], len(labels["label_names"]))
+        model = build_classifier(cfg, tokenizer, objective.num_outputs)
+        load_model_weights(model, path / WEIGHTS)
+        model.to(device).eval()
+        return cls(path, cfg, objective, labels["label_names"], model, tokenizer)
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        file = self.path / "test_metrics.json"
+        return json.loads(file.read_text()) if file.is_file() else {}
+
+    def make_batch(
+        self, images: list[str | Path | torch.Tensor | None] | None, texts: list[str | None] | None
+    ) -> Batch:
+        """Raw inputs → a model batch, preprocessed exactly as in training (without augmentation).
+
+        A model that reads both modalities accepts either one missing: `images=None` / `texts=None`, or None
+        entries in the lists (per row). The model's placeholder stands in for what is missing.
+
+        Raises:
+            ValueError: a modality the model cannot do without is missing, a row has neither, a text is empty, or
+                the lists differ in length.
+        """
+        n = len(images) if images is not None else len(texts) if texts is not None else 0
+        if images is not None and texts is not None and len(images) != len(texts):
+            raise ValueError(f"got {len(images)} images but {len(texts)} texts; expected one text per image")
+        if n == 0:
+            raise ValueError("no inputs: give an image (--image PATH), a text (--text '...') or both")
+        placeholders = getattr(self.model, "placeholders", None)
+        has_image = [im is not None for im in images] if images is not None else [False] * n
+        has_text = [t is not None for t in texts] if texts is not None else [False] * n
+        image = text_ids = text_mask = image_present = text_present = None
+        missing = []
+        if self.model.image_encoder is not None:
+            if not all(has_image):
+                if placeholders is None:
+                    raise ValueError("this model needs an image (--image PATH)")
+                missing.append("image")
+            if any(has_image):
+                image = self.preprocess(torch.stack([self._pixels(im) for im in images]))  # (B, C, H, W)
+                image_present = None if all(has_image) else torch.tensor(has_image)  # (B,)
+        if self.model.text_encoder is not None:
+            if not all(has_text):
+                if placeholders is None:
+                    raise ValueError("this model needs a non-empty text (--text '...')")
+                missing.append("text")
+            if any(not str(t).strip() for t in texts or [] if t is not None):
+                raise ValueError("empty text: give a non-empty text (--text '...'), or leave the text out")
+            if any(has_text):
+                text_ids, text_mask = self.tokenizer.encode([[t or ""] for t in texts])  # (B, L), (B, L)
+                text_present = None if all(has_text) else torch.tensor(has_text)  # (B,)
+        if placeholders is not None and not all(i or t for i, t in zip(has_image, has_text, strict=True)):
+            raise ValueError("every input needs an image, a text or both")
+        unwarned = [m for m in missing if m not in self._warned_untrained]
+        if unwarned and placeholders is not None and not placeholders.learned:
+            self._warned_untrained.update(unwarned)
+            log.warning(
+                "no %s given: a placeholder stands in, but this run was trained without modality dropout "
+                "(model.modality_dropout=0), so the placeholder is untrained and the prediction may be poor "
+                "(said once per run)",
+                " / ".join(unwarned),
+            )
+        return Batch(image=image, text_ids=text_ids, text_mask=text_mask, image_present=image_present,
+                     text_present=text_present)  # fmt: skip
+
+    def _pixels(self, image: str | Path | torch.Tensor | None) -> torch.Tensor:
+        """One input image as (C, H, W) uint8 at the run's size; zeros for a missing one (the model ignores them)."""
+        size, channels = self.cfg.data.image_size, self.cfg.data.channels
+        if image is None:
+            return torch.zeros(channels, size, size, dtype=torch.uint8)  # (C, H, W)
+        return image if isinstance(image, torch.Tensor) else load_image(image, size=size, channels=channels)
+
+    @torch.inference_mode()
+    def predict_proba(self, images=None, texts=None) -> torch.Tensor:
+        """(B, num_labels) probabilities for parallel lists of images and texts (either may be missing, see
+        `make_batch`)."""
+        batch = self.make_batch(images, texts).to(next(self.model.parameters()).device)
+        return self.objective.probabilities(self.model(batch)).cpu()
+
+    def predict(self, image: str | Path | None = None, text: str | None = None, *, top_k: int = 3) -> list[Prediction]:
+        """Top-k labels with probabilities for one image + text; a model that reads both does with either alone."""
+        probs = self.predict_proba([image] if image is not None else None, [text] if text is not None else None)[0]
+        order = probs.argsort(descending=True)[: min(top_k, len(probs))]
+        return [Prediction(self.label_names[i], float(probs[i])) for i in order.tolist()]
+
+    def split_data(self, split: str = "test") -> SplitData:
+        """Re-prepare the run's data (with its tokenizer and labels) and return one split."""
+        data = prepare_data(self.cfg.data, seed=self.cfg.seed, tokenizer=self.tokenizer, label_names=self.label_names)
+        chosen = {"train": data.train, "val": data.val, "test": data.test}.get(split)
+        if chosen is None:
+            raise ValueError(f"split '{split}' is not available; choose train, val or test")
+        if data.label_names != self.label_names:
+            raise CheckpointError(f"the data's labels {data.label_names} differ from the run's {self.label_names}")
+        return chosen
+
+    def evaluate(self, split: str = "test") -> dict[str, float]:
+        """Re-prepare the run's data and score one split with the saved weights."""
+        chosen = self.split_data(split)
+        metrics, _ = evaluate_split(
+            self.model, chosen, self.objective, self.preprocess, batch_size=self.cfg.train.eval_batch_size,
+            device=next(self.model.parameters()).device,
+        )  # fmt: skip
+        return metrics

@@ -1,0 +1,136 @@
+"""Training a classifier: data → fused model → one stage (loss, validation metric) → test metrics, plots, report.
+
+Run directory (beside what the runner writes: config.yaml, model.safetensors, checkpoints/, metrics.jsonl,
+tensorboard/, run.json): labels.json (label kind and names in id order), tokenizer.json (when the data has text),
+data_issues.json, test_metrics.json, report.md, plots/learning_curves.png, plots/confusion_{val,test}.png.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from vlfuse.classify.config import ClassifyConfig
+from vlfuse.classify.evaluate import evaluate_split
+from vlfuse.classify.run import build_classifier
+from vlfuse.data.loader import BatchLoader
+from vlfuse.data.prepare import prepare_data
+from vlfuse.data.splits import PreparedData
+from vlfuse.data.text import TextTokenizer
+from vlfuse.data.transforms import ImagePreprocessor
+from vlfuse.evaluate.report import plot_confusion_matrix, plot_learning_curves, write_report
+from vlfuse.features import cached_features
+from vlfuse.model import add_missing_modality_rows, count_parameters
+from vlfuse.objective import Objective, confusion_matrix
+from vlfuse.train.runner import Stage, StageRecord, TrainingTask
+
+log = logging.getLogger(__name__)
+
+
+def pretrained_tokenizer_for(cfg: ClassifyConfig) -> TextTokenizer | None:
+    """The tokenizer a pretrained text encoder (e.g. minilm) reads, or None: train one on the data."""
+    encoder = cfg.model.text_encoder
+    if encoder is None or not hasattr(encoder, "pretrained_tokenizer"):
+        return None
+    return TextTokenizer.pretrained(encoder.pretrained_tokenizer(), max_length=cfg.data.max_text_length)
+
+
+def attach_cached_features(cfg: ClassifyConfig, model: nn.Module, data: PreparedData) -> None:
+    """With a frozen, cacheable image tower and train.cache_features, give every split its cached image features,
+    so no epoch (or evaluation) runs the tower again; see `vlfuse.features`."""
+    encoder = getattr(model, "image_encoder", None)
+    if not cfg.train.cache_features or encoder is None or not getattr(encoder, "frozen", False):
+        return
+    if not hasattr(encoder, "cache_key"):
+        return
+    if cfg.data.augment.model_dump(exclude_defaults=True):
+        log.info("image augmentation is off: the frozen image tower reads cached features (train.cache_features)")
+    preprocess = ImagePreprocessor(cfg.data, augment=False)
+    for split in (data.train, data.val, data.test):
+        if split is not None and split.images is not None:
+            split.image_features = cached_features(encoder, split.images, preprocess)
+
+
+class ClassifyTask(TrainingTask):
+    distributed: ClassVar[bool] = True
+    cfg: ClassifyConfig
+
+    def prepare(self) -> None:
+        self.data = prepare_data(self.cfg.data, seed=self.cfg.seed, tokenizer=pretrained_tokenizer_for(self.cfg))
+        self.objective = Objective(self.data.task, len(self.data.label_names), self.cfg.train.label_smoothing)
+
+    def save_metadata(self) -> None:
+        run_dir, data = self.ctx.run_dir, self.data
+        labels = {"task": data.task, "label_names": data.label_names}
+        (run_dir / "labels.json").write_text(json.dumps(labels, indent=1))
+        if data.tokenizer is not None:
+            data.tokenizer.save(run_dir / "tokenizer.json")
+        (run_dir / "data_issues.json").write_text(json.dumps([i.__dict__ for i in data.issues], indent=1))
+
+    def build(self) -> nn.Module:
+        model = build_classifier(self.cfg, self.data.tokenizer, self.objective.num_outputs).to(self.ctx.device)
+        attach_cached_features(self.cfg, model, self.data)
+        return model
+
+    def stages(self, model: nn.Module) -> list[Stage]:
+        cfg, data, objective, dist = self.cfg, self.data, self.objective, self.ctx.dist
+        loader = BatchLoader(
+            data.train, ImagePreprocessor(cfg.data, augment=True), batch_size=cfg.train.batch_size, shuffle=True,
+            seed=cfg.seed, rank=dist.rank, world_size=dist.world_size, drop_last=True,
+            group_by_image=cfg.train.group_by_image,
+        )  # fmt: skip
+        dropout = model.modality_dropout
+
+        def loss(m: nn.Module, batch) -> torch.Tensor:
+            if dropout > 0:
+                batch = add_missing_modality_rows(batch, dropout)  # B → B + E rows
+            return objective.loss(m(batch), batch.label)
+
+        def evaluate(m: nn.Module) -> dict[str, float]:
+            return self._score(m, data.val)[0]
+
+        return [Stage("classify", cfg.train, loader, loss, evaluate, objective.primary_metric)]
+
+    def _score(self, model: nn.Module, split) -> tuple[dict[str, float], torch.Tensor]:
+        return evaluate_split(model, split, self.objective, ImagePreprocessor(self.cfg.data, augment=False),
+                              batch_size=self.cfg.train.eval_batch_size, device=self.ctx.device)  # fmt: skip
+
+    def summary(self) -> dict[str, Any]:
+        issues = self.data.issues
+        return {"skipped_rows": len(issues), "first_skipped": [str(issue) for issue in issues[:5]]}
+
+    def finish(self, model: nn.Module, records: list[StageRecord]) -> dict[str, Any]:
+        """Score val and test with the best weights; write test_metrics.json, plots and report.md."""
+        cfg, data, objective, run_dir = self.cfg, self.data, self.objective, self.ctx.run_dir
+        history = records[-1].history
+        plots_dir = run_dir / "plots"
+        plots_dir.mkdir(exist_ok=True)
+        plot_learning_curves(history, plots_dir / "learning_curves.png", objective.primary_metric)
+        plots = [("Learning curves", "plots/learning_curves.png")]
+        metrics: dict[str, dict[str, float]] = {}
+        for name, split in (("val", data.val), ("test", data.test)):
+            if split is None or len(split) == 0:
+                continue
+            metrics[name], logits = self._score(model, split)
+            if objective.kind != "multilabel":
+                matrix = confusion_matrix(objective.predictions(logits), split.labels.long(), objective.num_labels)
+                png = f"plots/confusion_{name}.png"
+                plot_confusion_matrix(matrix, data.label_names, run_dir / png, f"Confusion matrix ({name})")
+                plots.append((f"Confusion matrix ({name})", png))
+        (run_dir / "test_metrics.json").write_text(json.dumps(metrics, indent=1))
+        throughput = [r["train_samples_per_s"] for r in history]
+        components = (cfg.model.image_encoder, cfg.model.text_encoder, cfg.model.fusion, cfg.model.head)
+        summary = {
+            "dataset": cfg.data.name, "task": objective.kind, "model": " + ".join(c.name for c in components if c),
+            "parameters": f"{count_parameters(model):,}", "train rows": len(data.train),
+            "epochs trained": len(history),
+            "training samples/s (mean)": f"{sum(throughput) / max(1, len(throughput)):.0f}",
+            "processes": self.ctx.dist.world_size,
+        }  # fmt: skip
+        write_report(run_dir, title=f"vlfuse run: {run_dir.name}", summary=summary, metrics=metrics,
+                     history=history, issues=[str(i) for i in data.issues], plots=plots)  # fmt: skip
+        return {"metrics": metrics, "train_samples_per_s": summary["training samples/s (mean)"]}

@@ -1,0 +1,74 @@
+"""The typer application, the shared console, generic printing, and `main` (errors → one line and exit code 2)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from vlfuse.errors import VLFuseError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="vlfuse: vision-language fusion toolkit")
+console = Console()
+err_console = Console(stderr=True)
+
+
+def setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
+
+
+def _flatten(metrics: dict[str, Any], prefix: str = "") -> dict[str, dict[str, Any]]:
+    """{"test": {"vqa": {...}, "caption": {...}}} → {"test/vqa": {...}, "test/caption": {...}}: one row per group of
+    scalar metrics."""
+    rows: dict[str, dict[str, Any]] = {}
+    scalars = {k: v for k, v in metrics.items() if not isinstance(v, dict)}
+    if scalars and prefix:
+        rows[prefix] = scalars
+    for key, value in metrics.items():
+        if isinstance(value, dict):
+            rows.update(_flatten(value, f"{prefix}/{key}" if prefix else key))
+    return rows
+
+
+def _cell(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def print_metrics(metrics: dict[str, Any], title: str = "metrics") -> None:
+    """Metrics of any task as tables: one row per split (or split/objective), one table per set of metric names."""
+    groups: dict[tuple[str, ...], list[tuple[str, dict[str, Any]]]] = {}
+    for name, values in _flatten(metrics).items():
+        groups.setdefault(tuple(sorted(values)), []).append((name, values))
+    for keys, rows in groups.items():
+        table = Table(title=title)
+        for column in ("split", *keys):
+            table.add_column(column, justify="left" if column == "split" else "right")
+        for name, values in rows:
+            table.add_row(name, *[_cell(values[k]) for k in keys])
+        console.print(table)
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except VLFuseError as err:
+        err_console.print(f"[red]error:[/red] {err}")
+        sys.exit(2)
+    except (ValueError, FileNotFoundError) as err:
+        err_console.print(f"[red]error:[/red] {err}")
+        sys.exit(2)
+    except typer.Exit as exit_:
+        sys.exit(exit_.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        sys.exit(130)
+    except Exception as err:  # click usage errors
+        import click
+
+        if isinstance(err, click.ClickException):
+            err.show()
+            sys.exit(err.exit_code)
+        raise

@@ -1,0 +1,71 @@
+"""Commands that generate text with a language bridge: ask, caption."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from vlfuse.cli.app import app
+
+
+def _generation(strategy: str, max_new_tokens: int | None, temperature: float, seed: int | None, beams: int):
+    from vlfuse.bridge.generate import GenerationConfig
+
+    values = {"strategy": strategy, "temperature": temperature, "seed": seed, "num_beams": beams}
+    if max_new_tokens is not None:
+        values["max_new_tokens"] = max_new_tokens
+    return GenerationConfig(**values)
+
+
+GenStrategy = Annotated[str, typer.Option(help="greedy, sample or beam")]
+GenTokens = Annotated[int | None, typer.Option(help="most tokens to generate (default: the run's setting)")]
+GenTemperature = Annotated[float, typer.Option(help="sample: temperature")]
+GenSeed = Annotated[int | None, typer.Option(help="sample: seed for repeatable sampling")]
+GenBeams = Annotated[int, typer.Option(help="beam: number of beams")]
+
+
+@app.command()
+def ask(
+    run: Annotated[str, typer.Argument(help="bridge run directory, or a shipped bridge: easy-vqa-bridge")],
+    image: Annotated[Path, typer.Argument(help="image file")],
+    question: Annotated[str, typer.Argument(help="the question, in words")],
+    strategy: GenStrategy = "greedy",
+    max_new_tokens: GenTokens = None,
+    temperature: GenTemperature = 1.0,
+    seed: GenSeed = None,
+    beams: GenBeams = 3,
+    stream: Annotated[bool, typer.Option(help="print the answer token by token as it is generated")] = True,
+) -> None:
+    """Answer a question about an image in words, with the run's language model."""
+    from vlfuse.task import load_run_for
+
+    bridge = load_run_for(run, "ask")
+    gen = _generation(strategy, max_new_tokens or bridge.cfg.generation.max_new_tokens, temperature, seed, beams)
+    images = bridge.load_images([image])
+    on_text = (lambda _row, piece: print(piece, end="", flush=True)) if stream else None
+    answer = bridge.ask(images, [question], gen, on_text=on_text)[0]
+    print("" if stream else answer)
+
+
+@app.command()
+def caption(
+    run: Annotated[str, typer.Argument(help="bridge run directory, or a shipped bridge: easy-vqa-bridge")],
+    images: Annotated[list[Path], typer.Argument(help="image files")],
+    strategy: GenStrategy = "greedy",
+    max_new_tokens: GenTokens = None,
+    temperature: GenTemperature = 1.0,
+    seed: GenSeed = None,
+    beams: GenBeams = 3,
+    json_: Annotated[bool, typer.Option("--json", help="print JSON lines {image, caption}")] = False,
+) -> None:
+    """Describe images in words, with the run's language model (one line per image)."""
+    from vlfuse.task import load_run_for
+
+    bridge = load_run_for(run, "caption")
+    gen = _generation(strategy, max_new_tokens or bridge.cfg.generation.max_new_tokens, temperature, seed, beams)
+    captions = bridge.caption(bridge.load_images(images), gen)
+    for path, text in zip(images, captions, strict=True):
+        print(json.dumps({"image": str(path), "caption": text}) if json_ else f"{path}: {text}")

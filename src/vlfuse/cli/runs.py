@@ -1,0 +1,281 @@
+"""Commands over runs of any task: train, evaluate, predict, export, serve, compare, list, data show.
+
+Each dispatches through the task registry (`vlfuse.task`): a run directory (or shipped run name) names its task once,
+and an operation its task does not support is a one-line error naming what it does support.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from vlfuse.cli.app import app, console, print_metrics, setup_logging
+
+data_app = typer.Typer(no_args_is_help=True, help="Inspect datasets.")
+app.add_typer(data_app, name="data")
+
+
+@app.command()
+def train(
+    config: Annotated[Path | None, typer.Argument(help="config YAML of any task (omit with --resume)")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="override a key: --set train.epochs=3")] = None,
+    run_dir: Annotated[Path | None, typer.Option(help="where to write the run (default runs/<config>-<time>)")] = None,
+    resume: Annotated[Path | None, typer.Option(help="continue this run directory from its last checkpoint")] = None,
+    nproc: Annotated[int, typer.Option(help="processes (DistributedDataParallel via torchrun)")] = 1,
+    stop_after_epochs: Annotated[int | None, typer.Option(hidden=True)] = None,
+    overwrite: Annotated[bool, typer.Option(help="replace an existing run in --run-dir")] = False,
+    verbose: bool = False,
+) -> None:
+    """Train a model of any task (the config's `task` key); writes a run directory with metrics, report and weights."""
+    from vlfuse.api import default_run_dir
+    from vlfuse.task import load_config
+    from vlfuse.train.distributed import launch
+    from vlfuse.train.progress import ProgressBar
+    from vlfuse.train.runner import run_training
+
+    setup_logging(verbose)
+    if resume is not None:
+        target = resume
+        cfg = load_config(resume / "config.yaml", set_ or None)
+    elif config is None:
+        raise typer.BadParameter("give a CONFIG file or --resume RUN")
+    else:
+        cfg = load_config(config, set_ or None)
+        target = run_dir or default_run_dir(config)
+    if nproc > 1 and "WORLD_SIZE" not in os.environ:
+        argv = ["train", *([str(config)] if config else []), "--run-dir", str(target)]
+        argv += [f"--set={s}" for s in set_ or []]
+        argv += ["--resume", str(resume)] if resume else []
+        argv += ["--stop-after-epochs", str(stop_after_epochs)] if stop_after_epochs else []
+        argv += ["--overwrite"] if overwrite else []
+        raise typer.Exit(launch(nproc, argv))
+    summary = run_training(cfg, target, resume=resume is not None, stop_after_epochs=stop_after_epochs,
+                           callbacks=[ProgressBar()], overwrite=overwrite)  # fmt: skip
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    if summary.get("skipped_rows"):
+        console.print(f"[yellow]{summary['skipped_rows']} bad row(s) skipped (data.on_error=skip); first:[/yellow]")
+        for line in summary["first_skipped"]:
+            console.print(f"  {line}")
+    if not summary["complete"]:
+        console.print(f"stopped after epoch {summary['epochs']}; continue with: vlfuse train --resume {target}")
+        return
+    print_metrics(summary["metrics"])
+    console.print(f"run directory: [bold]{target}[/bold]  (report: {target / 'report.md'})")
+
+
+@app.command()
+def evaluate(
+    run: Annotated[str, typer.Argument(help="run directory (any task) or shipped run name")],
+    split: Annotated[str, typer.Option(help="train, val or test")] = "test",
+    json_: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    robustness: Annotated[
+        bool,
+        typer.Option(
+            "--robustness",
+            help="classify runs: score with each modality missing and under image/text corruptions instead; writes "
+            "robustness.json, robustness.md and plots/robustness.png into the run directory",
+        ),
+    ] = False,
+    objectives: Annotated[
+        str | None,
+        typer.Option(help="bridge runs: comma-separated test objectives to score (vqa, caption; default both)"),
+    ] = None,
+) -> None:
+    """Score a trained run on a split of its data (--robustness: with missing and corrupted inputs).
+
+    A bridge run is scored on its test split (generated answers and captions); its metrics.json and report are
+    updated (--objectives vqa,caption picks which).
+    """
+    from vlfuse.task import load_run, resolve_run
+
+    ref = resolve_run(run)
+    if robustness:
+        ref.task.require("robustness", run)
+        _print_robustness(load_run(ref), split, json_)
+        return
+    ref.task.require("evaluate", run)
+    loaded = load_run(ref)
+    options = {}
+    if objectives is not None:
+        if "objectives" not in inspect.signature(loaded.evaluate).parameters:
+            raise typer.BadParameter(f"'{run}' is a '{ref.task.name}' run; --objectives is for runs that score "
+                                     "several objectives (bridge)", param_hint="--objectives")  # fmt: skip
+        options["objectives"] = tuple(o.strip() for o in objectives.split(",") if o.strip())
+    metrics = loaded.evaluate(split, **options)
+    if json_:
+        console.print_json(json.dumps(metrics))
+    else:
+        print_metrics({split: metrics})
+
+
+def _print_robustness(run, split: str, json_: bool) -> None:
+    from vlfuse.classify.robustness import evaluate_robustness
+
+    rows = evaluate_robustness(run, split)
+    if json_:
+        console.print_json(json.dumps(rows))
+        return
+    table = Table(title=f"robustness ({split})")
+    for column in ("condition", rows[0]["metric"], "drop (points)"):
+        table.add_column(column, justify="left" if column == "condition" else "right")
+    for r in rows:
+        table.add_row(r["condition"], f"{r['value']:.4f}", f"{r['drop_points']:+.2f}")
+    console.print(table)
+    console.print(f"written: {run.path / 'robustness.md'}, {run.path / 'robustness.json'}, "
+                  f"{run.path / 'plots/robustness.png'}")  # fmt: skip
+
+
+@app.command()
+def predict(
+    run: Annotated[str, typer.Argument(help="classify run directory")],
+    image: Annotated[Path | None, typer.Option(help="image file")] = None,
+    text: Annotated[str | None, typer.Option(help="text / question")] = None,
+    top_k: Annotated[int, typer.Option(min=1, help="how many labels to show")] = 3,
+    json_: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Top-k labels with probabilities for one image + text."""
+    from vlfuse.task import load_run_for
+
+    preds = load_run_for(run, "predict").predict(image=image, text=text, top_k=top_k)
+    if json_:
+        print(json.dumps([{"label": p.label, "probability": p.probability} for p in preds]))
+        return
+    table = Table(title=f"{image} | {text}")
+    table.add_column("label")
+    table.add_column("probability", justify="right")
+    for p in preds:
+        table.add_row(p.label, f"{p.probability:.4f}")
+    console.print(table)
+
+
+@app.command("list")
+def list_components() -> None:
+    """Registered tasks, encoders, fusions, heads and built-in datasets."""
+    from vlfuse.data.builtin import BUILTIN_DATASETS
+    from vlfuse.registry import FUSIONS, HEADS, IMAGE_ENCODERS, TEXT_ENCODERS
+    from vlfuse.task import TASKS
+
+    tasks = Table(title="vlfuse tasks (the `task` key of a config)")
+    for column in ("task", "what it does", "a run supports"):
+        tasks.add_column(column)
+    for info in TASKS.values():
+        tasks.add_row(info.name, info.summary, ", ".join(info.operations))
+    console.print(tasks)
+    table = Table(title="vlfuse components")
+    table.add_column("kind")
+    table.add_column("names")
+    for reg in (IMAGE_ENCODERS, TEXT_ENCODERS, FUSIONS, HEADS):
+        table.add_row(reg.kind + "s", ", ".join(reg.names()))
+    table.add_row("built-in datasets", ", ".join(sorted(BUILTIN_DATASETS)))
+    console.print(table)
+
+
+@data_app.command("show")
+def data_show(
+    name: Annotated[str, typer.Argument(help="built-in dataset name, or a config YAML")],
+    set_: Annotated[list[str] | None, typer.Option("--set", help="override a data key: --set data.limit=100")] = None,
+    out: Annotated[Path, typer.Option(help="PNG grid of samples")] = Path("samples.png"),
+) -> None:
+    """Counts, label balance and a PNG grid of samples."""
+    from vlfuse.config import DataConfig, apply_overrides
+    from vlfuse.data.prepare import prepare_data
+    from vlfuse.data.show import save_sample_grid, summarize
+    from vlfuse.task import load_config
+
+    if name.endswith((".yaml", ".yml")):
+        cfg = load_config(name, set_ or None)
+        data_cfg, seed = cfg.data, cfg.seed
+    else:
+        raw = apply_overrides({"data": {"name": name}}, set_ or [])
+        data_cfg, seed = DataConfig.model_validate(raw["data"]), 0
+    data = prepare_data(data_cfg, seed=seed)
+    summary = summarize(data)
+    console.print_json(json.dumps(summary, default=str))
+    save_sample_grid(data.train, data.label_names, out)
+    console.print(f"sample grid: {out}")
+
+
+@app.command()
+def compare(
+    config: Annotated[Path, typer.Argument(help="experiment YAML: data, encoders, head and training budget")],
+    fusions: Annotated[str, typer.Option(help="comma-separated fusion names, or 'all'")] = "all",
+    seeds: Annotated[int, typer.Option(help="seeds per method")] = 3,
+    jobs: Annotated[int | None, typer.Option(help="parallel training processes (default: min(cores, 2))")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="override a key for every run")] = None,
+    out: Annotated[Path | None, typer.Option(help="output folder (default runs/compare-<config>)")] = None,
+) -> None:
+    """Train every fusion and both unimodal baselines with N seeds; table, JSON and bar chart with 95 % CIs."""
+    from vlfuse.compare import markdown_table, run_comparison
+    from vlfuse.task import load_config
+
+    cfg = load_config(config, set_ or None)
+    out = out or Path("runs") / f"compare-{config.stem}"
+    results = run_comparison(cfg, fusions=fusions, seeds=seeds, out_dir=out, jobs=jobs)
+    console.print(markdown_table(results))
+    console.print(f"written: {out / 'compare.md'}, {out / 'compare.json'}, {out / 'compare.png'}")
+
+
+@app.command()
+def serve(
+    run: Annotated[
+        str | None,
+        typer.Argument(
+            help="classification run directory (or ONNX export folder with --backend onnx); a bridge run or shipped "
+            "bridge name (easy-vqa-bridge) is served as --bridge, a retrieval run as --retrieval-run",
+        ),
+    ] = None,
+    bridge: Annotated[
+        str | None, typer.Option(help="language bridge run directory or shipped name: POST /v1/ask, /v1/caption")
+    ] = None,
+    index: Annotated[
+        Path | None, typer.Option(help="index file from `vlfuse index`: POST /v1/search, GET /v1/search/image/N")
+    ] = None,
+    retrieval_run: Annotated[
+        Path | None, typer.Option(help="the retrieval run that built --index (default: the run the index records)")
+    ] = None,
+    host: Annotated[str, typer.Option(help="interface to listen on (0.0.0.0: every interface)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    backend: Annotated[str, typer.Option(help="torch, onnx or onnx-int8 (onnx: after `vlfuse export`)")] = "torch",
+    max_upload_bytes: Annotated[int, typer.Option(help="largest image file in bytes")] = 5 * 1024 * 1024,
+    max_pixels: Annotated[int, typer.Option(help="largest image in width x height pixels")] = 4096 * 4096,
+    formats: Annotated[str, typer.Option(help="accepted image formats, comma-separated")] = "PNG,JPEG,WEBP,GIF,BMP",
+    max_text_chars: Annotated[int, typer.Option(help="longest text, question or query in characters")] = 1000,
+    max_batch: Annotated[int, typer.Option(help="most requests gathered into one model call")] = 32,
+    max_wait_ms: Annotated[float, typer.Option(help="longest a request waits for others to join its batch")] = 5.0,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level (info logs every request)")] = "info",
+) -> None:
+    """Serve over HTTP: REST API (POST /v1/predict, /v1/ask, /v1/caption, /v1/search; GET /v1/info, /healthz) and a
+    web page at /. Each endpoint is there when its model is given."""
+    from vlfuse.serve.limits import ServeLimits
+    from vlfuse.serve.server import serve as serve_run
+
+    limits = ServeLimits(
+        max_upload_bytes=max_upload_bytes, max_pixels=max_pixels, formats=tuple(formats.split(",")),
+        max_text_chars=max_text_chars, max_batch=max_batch, max_wait_ms=max_wait_ms,
+    )  # fmt: skip
+    serve_run(run, bridge=bridge, index=index, retrieval_run=retrieval_run, host=host, port=port, backend=backend,
+              limits=limits, log_level=log_level)  # fmt: skip
+
+
+@app.command("export")
+def export_run(
+    run: Annotated[Path, typer.Argument(help="run directory")],
+    format_: Annotated[str, typer.Option("--format", help="export format (onnx)")] = "onnx",
+    quantize: Annotated[str | None, typer.Option(help="also write an int8-quantised model: int8")] = None,
+    out: Annotated[Path | None, typer.Option(help="output folder (default RUN/onnx)")] = None,
+) -> None:
+    """Export a run for deployment: model.onnx + preprocess.json + tokenizer.json (serve with --backend onnx)."""
+    from vlfuse.export.onnx import export_onnx
+    from vlfuse.task import load_run_for
+
+    if format_ != "onnx":
+        raise typer.BadParameter(f"unknown format '{format_}'; expected onnx", param_hint="--format")
+    target = export_onnx(load_run_for(run, "export"), out, quantize=quantize)
+    console.print(f"exported: {target} ({', '.join(sorted(p.name for p in target.iterdir()))})")

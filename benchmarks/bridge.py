@@ -77,11 +77,11 @@ def main() -> None:
     args = parser.parse_args()
     from easy_vqa import get_test_image_paths
 
-    from vlfuse.bridge.config import evaluate_test, split_features
     from vlfuse.bridge.data import load_bridge_split
-    from vlfuse.bridge.run import BridgeRun
+    from vlfuse.bridge.evaluate import evaluate_test, split_features
+    from vlfuse.task import load_run
 
-    bridge = BridgeRun.load(args.run)
+    bridge = load_run(args.run)
     cfg = bridge.cfg.model_copy(
         update={
             "eval": bridge.cfg.eval.model_copy(
@@ -90,7 +90,7 @@ def main() -> None:
         }  # fmt: skip
     )
     test = load_bridge_split(cfg.data, "test", cfg.caption_prompt, n_templates=cfg.caption_templates)
-    metrics_file = bridge.run_dir / "metrics.json"
+    metrics_file = bridge.path / "metrics.json"
     trained = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
     images = len(test.captions.one_per_image())  # captions: one per image
     wanted = {"vqa": min(args.questions or len(test.questions), len(test.questions)),
@@ -100,7 +100,7 @@ def main() -> None:
         quality, quality_source = recorded, f"{metrics_file.name} of the run (written by its training command)"
     else:
         visual = split_features(bridge.encoder, test, cfg)
-        quality, quality_source = evaluate_test(bridge.model, bridge.encoder, cfg, test, visual), "this run"
+        quality, quality_source = evaluate_test(bridge.model, cfg, test, visual), "this run"
 
     paths = get_test_image_paths()
     image, question = paths[0], "what color is the shape?"

@@ -38,7 +38,7 @@ TARGETS = {  # issue #5: (split, metric, minimum)
 
 def same_config(config: str, run_dir: Path) -> bool:
     """Whether the run directory was trained from `config` (compared after validation, so defaults count)."""
-    from vlfuse.config import load_config
+    from vlfuse.task import load_config
 
     return load_config(config) == load_config(run_dir / "config.yaml")
 

@@ -32,6 +32,7 @@ from vlfuse.data.captions import caption_templates, fashion_mnist_caption
 from vlfuse.retrieval.index import EmbeddingIndex
 from vlfuse.retrieval.run import RetrievalRun
 from vlfuse.retrieval.search import build_index
+from vlfuse.task import load_run
 
 K = 10
 
@@ -105,7 +106,7 @@ def main() -> None:
     def save() -> None:  # after every stage, so a long run that is stopped keeps what it measured
         out.write_text(json.dumps(result, indent=1) + "\n")
 
-    run = RetrievalRun.load(args.run)
+    run = load_run(args.run)
     queries = [fashion_mnist_caption(c, t) for c in CLASSES for t in caption_templates("fashion-mnist", "heldout")]
     with tempfile.TemporaryDirectory() as tmp:
         indexes = {}

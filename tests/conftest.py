@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-from tiny_configs import TINY_VQA
+import yaml
+from tiny_configs import TINY_CONFIGS, TINY_VQA
+
+
+@pytest.fixture(scope="session")
+def cli():
+    """Run `vlfuse ARGS…` in a fresh process (as a user's shell would); returns the CompletedProcess."""
+
+    def run(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "vlfuse.cli", *args], capture_output=True, text=True,
+                              timeout=timeout)  # fmt: skip
+
+    return run
 
 
 @pytest.fixture
@@ -66,3 +80,28 @@ def tiny_run_dir(tmp_path_factory) -> Path:
     run_dir = tmp_path_factory.mktemp("tiny-run") / "run"
     train(config, run_dir=run_dir)
     return run_dir
+
+
+@pytest.fixture(scope="session")
+def trained_runs(tmp_path_factory, cli):
+    """Per task name, trained once per session on first use: (its tiny config trained by the Python API, the same
+    config trained by the CLI, interrupted after one epoch and continued with `vlfuse train --resume`)."""
+    runs: dict[str, tuple[Path, Path]] = {}
+
+    def get(task: str) -> tuple[Path, Path]:
+        if task not in runs:
+            from vlfuse.api import train
+
+            folder = tmp_path_factory.mktemp(task)
+            config = folder / "config.yaml"
+            config.write_text(yaml.safe_dump(copy.deepcopy(TINY_CONFIGS[task])))
+            whole = train(config, run_dir=folder / "whole").path
+            part = cli("train", str(config), "--run-dir", str(folder / "resumed"), "--stop-after-epochs", "1")
+            assert part.returncode == 0 and "stopped after epoch 1" in part.stdout, part.stderr[-3000:]
+            assert not (folder / "resumed" / "run.json").exists()
+            resumed = cli("train", "--resume", str(folder / "resumed"))
+            assert resumed.returncode == 0 and "run directory" in resumed.stdout, resumed.stderr[-3000:]
+            runs[task] = (whole, folder / "resumed")
+        return runs[task]
+
+    return get

@@ -33,3 +33,23 @@ TINY_RETRIEVAL: dict[str, Any] = {
     },
     "train": {"epochs": 2, "batch_size": 64, "eval_batch_size": 256, "lr": 0.003, "threads": 1},
 }
+
+TINY_BRIDGE: dict[str, Any] = {
+    "task": "bridge",
+    "data": {"name": "easy-vqa", "image_size": 32},
+    "model": {
+        "image_encoder": {"name": "efficientnet_lite0", "frozen": True, "resolution": 32},
+        "projector": {"kind": "linear"},
+        "lora": {"rank": 2},
+    },
+    "train": {"batch_size": 4, "threads": 1},
+    "stages": [
+        {"objective": "caption", "rows_per_epoch": 8, "train": {"epochs": 1, "lr": 0.002}},
+        {"objective": "mixed", "rows_per_epoch": 8, "train": {"epochs": 1, "lr": 0.001}},
+    ],
+    "generation": {"max_new_tokens": 4},
+    "eval": {"val_rows": 4, "test_questions": 4, "test_captions": 4, "batch_size": 4},
+}
+
+# every registered task has a tiny config here, so the registry-parametrized tests (tests/test_tasks.py) cover it
+TINY_CONFIGS: dict[str, dict[str, Any]] = {"classify": TINY_VQA, "retrieval": TINY_RETRIEVAL, "bridge": TINY_BRIDGE}

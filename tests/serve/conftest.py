@@ -19,9 +19,12 @@ from vlfuse.errors import MissingPackageError
 TINY_BRIDGE = {
     "task": "bridge",
     "data": {"name": "easy-vqa", "image_size": 32},
-    "image_encoder": {"name": "efficientnet_lite0", "frozen": True, "resolution": 32},
-    "bridge": {"projector": {"kind": "linear"}, "lora": {"rank": 2}},
-    "stages": [{"task": "vqa"}],
+    "model": {
+        "image_encoder": {"name": "efficientnet_lite0", "frozen": True, "resolution": 32},
+        "projector": {"kind": "linear"},
+        "lora": {"rank": 2},
+    },
+    "stages": [{"objective": "vqa"}],
     "generation": {"max_new_tokens": 6},
 }
 
@@ -29,7 +32,8 @@ TINY_BRIDGE = {
 @pytest.fixture(scope="session")
 def tiny_bridge_dir(tmp_path_factory) -> Path:
     """config.yaml + bridge.safetensors of an untrained bridge; skips when SmolLM2's weights package is absent."""
-    from vlfuse.bridge.config import BridgeConfig, build_bridge
+    from vlfuse.bridge.config import BridgeConfig
+    from vlfuse.bridge.run import build_bridge
     from vlfuse.config import save_config
     from vlfuse.train.checkpoint import save_model_weights
 
@@ -49,9 +53,9 @@ def tiny_bridge_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_bridge(tiny_bridge_dir):
     """The bridge run directory loaded the way the server loads it (LM loaded once, shared by the servers)."""
-    from vlfuse.bridge.run import BridgeRun
+    from vlfuse.task import load_run
 
-    return BridgeRun.load(tiny_bridge_dir)
+    return load_run(tiny_bridge_dir)
 
 
 @dataclass
@@ -67,9 +71,8 @@ class SearchFiles:
 def tiny_search(tmp_path_factory) -> SearchFiles:
     """A dual encoder trained for one short epoch on easy-VQA, and index files built with `build_index` as
     `vlfuse index` builds them."""
-    from vlfuse.config import validate_config
-    from vlfuse.retrieval.run import RetrievalRun
     from vlfuse.retrieval.search import build_index
+    from vlfuse.task import load_run, validate_config
     from vlfuse.train.runner import run_training
 
     torch.set_num_threads(1)
@@ -79,7 +82,7 @@ def tiny_search(tmp_path_factory) -> SearchFiles:
     raw["captions"] = {"captions_per_image": 1}
     raw["train"].update(epochs=1, batch_size=32)
     run_training(validate_config(raw), tmp / "run")
-    run = RetrievalRun.load(tmp / "run")
+    run = load_run(tmp / "run")
 
     folder = tmp / "mine"
     folder.mkdir()

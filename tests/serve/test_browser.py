@@ -150,8 +150,8 @@ def test_every_panel_of_a_full_server(browser, full_site, tiny_bridge, tmp_path)
 
 
 def test_search_panel_shows_thumbnails_with_scores(browser, full_site, tiny_search):
-    from vlfuse.retrieval.run import RetrievalRun
     from vlfuse.retrieval.search import search
+    from vlfuse.task import load_run
 
     page = open_page(browser, full_site)
     try:
@@ -162,7 +162,7 @@ def test_search_panel_shows_thumbnails_with_scores(browser, full_site, tiny_sear
         rows = page.locator("#search-results li").evaluate_all(
             "items => items.map(i => [i.dataset.source, parseFloat(i.dataset.score)])"
         )
-        expected = search(RetrievalRun.load(tiny_search.run_dir), tiny_search.image_index, "a green circle", k=4).hits
+        expected = search(load_run(tiny_search.run_dir), tiny_search.image_index, "a green circle", k=4).hits
         assert [source for source, _ in rows] == [h.source for h in expected]
         assert [score for _, score in rows] == pytest.approx([h.score for h in expected], abs=1e-5)
         page.wait_for_function(

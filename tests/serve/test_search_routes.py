@@ -16,15 +16,15 @@ from safetensors.torch import load_file, save_file
 
 from vlfuse.errors import CheckpointError
 from vlfuse.retrieval.index import EmbeddingIndex
-from vlfuse.retrieval.run import RetrievalRun
 from vlfuse.retrieval.search import search as cli_search
 from vlfuse.retrieval.sources import thumbnail
 from vlfuse.serve import create_app
+from vlfuse.task import load_run
 
 
 @pytest.fixture(scope="module")
 def retrieval_run(tiny_search):
-    return RetrievalRun.load(tiny_search.run_dir)
+    return load_run(tiny_search.run_dir)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ def _parts(cfg):
 
 
 def test_training_state_round_trip_restores_everything(tmp_path, tiny_config):
-    from vlfuse.config import validate_config
+    from vlfuse.task import validate_config
 
     cfg = validate_config(tiny_config)
     model, opt, sched = _parts(cfg)

@@ -67,6 +67,12 @@ class RetrievalRun:
         model.to(device).eval()
         return cls(path, cfg, model, tokenizer, labels)
 
+    @property
+    def metrics(self) -> dict[str, Any]:
+        """The test metrics written when the run finished (retrieval per split, zero-shot)."""
+        file = self.path / "test_metrics.json"
+        return json.loads(file.read_text()) if file.is_file() else {}
+
     def load_images(self, paths: Sequence[str | Path]) -> Tensor:
         """Image files → (M, C, H, W) uint8 at the run's size and channels (DataError naming a bad file)."""
         size, channels = self.cfg.data.image_size, self.cfg.data.channels

@@ -69,8 +69,9 @@ def test_evaluate_through_the_cli_and_the_api(task, trained_runs, cli):
 
 def _use_classify(run_dir: Path, cli, image: str) -> None:
     run = vlfuse.load_run(run_dir)
-    top = run.predict(image=image, text="what color is the shape?", top_k=3)
-    done = cli("predict", str(run_dir), "--image", image, "--text", "what color is the shape?", "--top-k", "3", "--json")
+    question = "what color is the shape?"
+    top = run.predict(image=image, text=question, top_k=3)
+    done = cli("predict", str(run_dir), "--image", image, "--text", question, "--top-k", "3", "--json")
     assert done.returncode == 0, done.stderr[-3000:]
     shown = json.loads(done.stdout)
     assert [p["label"] for p in shown] == [p.label for p in top] and len(top) == 3

@@ -22,10 +22,10 @@ from vlfuse.data.prepare import prepare_data
 from vlfuse.data.splits import PreparedData
 from vlfuse.data.text import TextTokenizer
 from vlfuse.data.transforms import ImagePreprocessor
-from vlfuse.report import plot_confusion_matrix, plot_learning_curves, write_report
 from vlfuse.features import cached_features
 from vlfuse.model import add_missing_modality_rows, count_parameters
 from vlfuse.objective import Objective, confusion_matrix
+from vlfuse.report import plot_confusion_matrix, plot_learning_curves, write_report
 from vlfuse.train.runner import Stage, StageRecord, TrainingTask
 
 log = logging.getLogger(__name__)

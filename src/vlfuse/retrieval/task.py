@@ -17,8 +17,8 @@ from vlfuse.data.captions import caption_templates
 from vlfuse.data.loader import BatchLoader
 from vlfuse.data.text import TextTokenizer
 from vlfuse.data.transforms import ImagePreprocessor
-from vlfuse.report import plot_learning_curves, write_report
 from vlfuse.model import count_parameters
+from vlfuse.report import plot_learning_curves, write_report
 from vlfuse.retrieval.config import RetrievalConfig
 from vlfuse.retrieval.data import RetrievalData, caption_rows, prepare_retrieval_data
 from vlfuse.retrieval.embed import embed_images, evaluate_captioned

@@ -18,13 +18,8 @@ import torch
 from torch import Tensor
 
 from vlfuse.config import DataConfig
-from vlfuse.data.captions import (
-    caption_templates,
-    captioned_images,
-    captioned_table,
-    easy_vqa_caption,
-    image_attributes_easy_vqa,
-)
+from vlfuse.data.builtin.easy_vqa import easy_vqa_caption, image_attributes_easy_vqa
+from vlfuse.data.captions import caption_templates, captioned_images, captioned_table
 from vlfuse.data.sources import table_path
 from vlfuse.errors import DataError
 from vlfuse.lm.bridge import IGNORE, BridgeBatch, BridgeModel

@@ -27,8 +27,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from vlfuse.data.builtin.fashion_mnist import CLASSES
-from vlfuse.data.captions import caption_templates, fashion_mnist_caption
+from vlfuse.data.builtin.fashion_mnist import CLASSES, fashion_mnist_caption
+from vlfuse.data.captions import caption_templates
 from vlfuse.retrieval.index import EmbeddingIndex
 from vlfuse.retrieval.run import RetrievalRun
 from vlfuse.retrieval.search import build_index

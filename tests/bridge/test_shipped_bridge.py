@@ -60,7 +60,7 @@ def test_answers_real_test_questions(shipped, sampled_questions):
 def test_captions_name_colour_and_shape(shipped):
     import easy_vqa
 
-    from vlfuse.data.captions import image_attributes_easy_vqa
+    from vlfuse.data.builtin.easy_vqa import image_attributes_easy_vqa
 
     known = image_attributes_easy_vqa("test")
     ids = [i for i in sorted(known) if known[i].get("color") and known[i].get("shape")][:16]

@@ -9,17 +9,14 @@ import pytest
 from PIL import Image
 
 from vlfuse.config import DataConfig
-from vlfuse.data.captions import (
+from vlfuse.data.builtin.easy_vqa import (
     COLORS,
     SHAPES,
-    caption_templates,
-    captioned_images,
-    captioned_table,
     derive_easy_vqa_attributes,
     easy_vqa_attributes_with_issues,
     image_attributes_easy_vqa,
-    label_prompt,
 )
+from vlfuse.data.captions import caption_templates, captioned_images, captioned_table, label_prompt
 from vlfuse.errors import DataError
 
 

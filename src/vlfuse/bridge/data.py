@@ -19,13 +19,8 @@ from torch import Tensor
 
 from vlfuse.bridge.model import IGNORE, BridgeBatch, BridgeModel
 from vlfuse.config import DataConfig
-from vlfuse.data.captions import (
-    caption_templates,
-    captioned_images,
-    captioned_table,
-    easy_vqa_caption,
-    image_attributes_easy_vqa,
-)
+from vlfuse.data.builtin.easy_vqa import easy_vqa_caption, image_attributes_easy_vqa
+from vlfuse.data.captions import caption_templates, captioned_images, captioned_table
 from vlfuse.data.sources import table_path
 from vlfuse.data.splits import split_by_group
 from vlfuse.errors import DataError

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import torch
 
-from vlfuse.data.captions import EASY_VQA, FASHION_MNIST, caption_templates
+from vlfuse.data.builtin.easy_vqa import NAME as EASY_VQA
+from vlfuse.data.builtin.fashion_mnist import NAME as FASHION_MNIST
+from vlfuse.data.captions import caption_templates
 from vlfuse.errors import DataError
 from vlfuse.retrieval.index import EmbeddingIndex, SearchHit
 from vlfuse.retrieval.run import RetrievalRun

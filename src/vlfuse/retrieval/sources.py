@@ -26,14 +26,10 @@ from torch import Tensor
 
 from vlfuse.config import DataConfig
 from vlfuse.data.builtin import SPLITS
-from vlfuse.data.captions import (
-    EASY_VQA,
-    FASHION_MNIST,
-    caption_templates,
-    easy_vqa_key,
-    image_attributes_easy_vqa,
-    label_prompt,
-)
+from vlfuse.data.builtin.easy_vqa import NAME as EASY_VQA
+from vlfuse.data.builtin.easy_vqa import easy_vqa_key, image_attributes_easy_vqa
+from vlfuse.data.builtin.fashion_mnist import NAME as FASHION_MNIST
+from vlfuse.data.captions import caption_templates, label_prompt
 from vlfuse.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -154,7 +150,7 @@ def text_items(spec: str, *, caption_column: str = "caption") -> tuple[list[str]
     if builtin is not None:
         name = builtin[0]
         if name == EASY_VQA:
-            from vlfuse.data.captions import COLORS, SHAPES
+            from vlfuse.data.builtin.easy_vqa import COLORS, SHAPES
 
             labels = [easy_vqa_key(c, s) for c in COLORS for s in SHAPES]
         else:

@@ -1,15 +1,33 @@
-"""Built-in datasets, by `data.name`: each loader turns one official split into a RawSplit."""
+"""Built-in datasets, by `data.name`: each loader turns one official split into a RawSplit.
+
+Those with captions (`BUILTIN_CAPTIONS`) also give their images as captioned images, for `vlfuse.data.captions`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from typing import NamedTuple
+
+from torch import Tensor
 
 from vlfuse.config import DataConfig
 from vlfuse.data.builtin import easy_vqa, fashion_mnist, fashion_mnist_pairs
-from vlfuse.data.splits import RawSplit
+from vlfuse.data.splits import DataIssue, RawSplit
 from vlfuse.errors import DataError
 
 Loader = Callable[[str, DataConfig], RawSplit]
+# one split as captioned images: (M, C, H, W) uint8 images, their sources, keys and attributes, and issues
+CaptionParts = tuple[Tensor, list[str], list[str], list[dict[str, str]], list[DataIssue]]
+
+
+class BuiltinCaptions(NamedTuple):
+    """The caption side of a built-in dataset; an image's captions are its key put into the templates."""
+
+    templates: Mapping[str, Sequence[str]]  # "train" (the first is the canonical caption) and "heldout"
+    caption_images: Callable[[str, DataConfig], CaptionParts]  # (split, cfg) → one split's images, keys, ...
+    label_prompt: Callable[[str, str, str], str]  # (dataset name, label, template) → the label in the template
+    prompt_slots: tuple[str, ...]  # the template slots `label_prompt` fills
+
 
 BUILTIN_DATASETS: dict[str, Loader] = {
     easy_vqa.NAME: easy_vqa.load,
@@ -24,6 +42,18 @@ BUILTIN_OPTIONS: dict[str, dict[str, object]] = {
 }
 # the task each built-in dataset is, when data.task is not set (tables default to multiclass)
 BUILTIN_TASKS: dict[str, str] = {fashion_mnist_pairs.NAME: "binary"}
+# the built-ins with captions (`vlfuse.data.captions` dispatches to them)
+BUILTIN_CAPTIONS: dict[str, BuiltinCaptions] = {
+    easy_vqa.NAME: BuiltinCaptions(
+        easy_vqa.CAPTION_TEMPLATES, easy_vqa.caption_images, easy_vqa.label_prompt, easy_vqa.PROMPT_SLOTS
+    ),
+    fashion_mnist.NAME: BuiltinCaptions(
+        fashion_mnist.CAPTION_TEMPLATES,
+        fashion_mnist.caption_images,
+        fashion_mnist.label_prompt,
+        fashion_mnist.PROMPT_SLOTS,
+    ),
+}
 SPLITS = ("train", "test")
 
 

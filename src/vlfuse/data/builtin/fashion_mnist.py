@@ -1,6 +1,7 @@
 """Fashion-MNIST from its four IDX files (Debian package `dataset-fashion-mnist`, or any folder holding them).
 
-60,000 train / 10,000 test greyscale 28×28 images in 10 classes; image-only (no text).
+60,000 train / 10,000 test greyscale 28×28 images in 10 classes; image-only (no text). As captioned images (see
+`vlfuse.data.captions`), an image's key is its class name, its captions that name put into `CAPTION_TEMPLATES`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from vlfuse.config import DataConfig
-from vlfuse.data.splits import RawSplit
+from vlfuse.data.splits import DataIssue, RawSplit
 from vlfuse.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -102,3 +103,52 @@ def load(split: str, cfg: DataConfig) -> RawSplit:
         label_column="class",
         label_names=list(CLASSES),
     )
+
+
+# ---------------------------------------------------------------- captions
+# {a} = the class name with its article ("an ankle boot"), {n} = the bare class name.
+CAPTION_TEMPLATES = {
+    "train": [
+        "{a}",
+        "an image of {a}",
+        "a picture of {a}",
+        "{a} on a dark background",
+        "a greyscale image of {a}",
+        "this is {a}",
+        "a small {n}",
+        "there is {a} in the image",
+    ],
+    "heldout": [
+        "a photo of {a}",
+        "a low resolution photo of {a}",
+        "a black and white photo of {a}",
+        "a product photo of {a}",
+        "it is {a}",
+    ],
+}
+PROMPT_SLOTS = ("{a}", "{n}")  # the template slots `label_prompt` fills
+
+
+def with_article(phrase: str) -> str:
+    """'an ankle boot', 'a dress' (by the first letter; good enough for the built-in names)."""
+    return f"{'an' if phrase[:1].lower() in 'aeiou' else 'a'} {phrase}"
+
+
+def fashion_mnist_caption(class_name: str, template: str = CAPTION_TEMPLATES["train"][0]) -> str:
+    """A caption from a Fashion-MNIST class name ("Ankle boot" → "an ankle boot" with the default template)."""
+    name = class_name.lower()
+    return template.format(a=with_article(name), n=name)
+
+
+def label_prompt(name: str, label: str, template: str) -> str:
+    """A label put into a template with {a} / {n} slots: any label name, of any dataset, fits them."""
+    return fashion_mnist_caption(label, template)
+
+
+def caption_images(
+    split: str, cfg: DataConfig
+) -> tuple[Tensor, list[str], list[str], list[dict[str, str]], list[DataIssue]]:
+    """Every image of one split: (images, sources, keys = class names, attributes, issues = none)."""
+    images, classes = load_arrays(split, cfg)  # (M, C, S, S), (M,)
+    names = [CLASSES[c] for c in classes.tolist()]
+    return images, [f"{NAME}:{split}/{i}" for i in range(len(names))], names, [{"class": n} for n in names], []

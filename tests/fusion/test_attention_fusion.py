@@ -26,18 +26,19 @@ def inputs(image_mask: torch.Tensor | None = None) -> tuple[EncoderOutput, Encod
     return image, EncoderOutput(torch.randn(B, L, 9, generator=g), torch.randn(B, 10, generator=g), text_mask)
 
 
-def reference_mha(source: nn.MultiheadAttention) -> nn.MultiheadAttention:
+def reference_mha(source: nn.Module) -> nn.MultiheadAttention:
+    """torch's own nn.MultiheadAttention carrying `source`'s weights (vlfuse.layers keeps its parameter layout)."""
     ref = nn.MultiheadAttention(DIM, HEADS, batch_first=True)
     ref.load_state_dict(source.state_dict())
     return ref.eval()
 
 
-def capture_attention(attn: nn.MultiheadAttention) -> dict[str, torch.Tensor]:
+def capture_attention(attn: nn.Module) -> dict[str, torch.Tensor]:
     """Record the attention sub-block's output (B, L, D) on the next forward."""
     captured: dict[str, torch.Tensor] = {}
 
-    def hook(module: nn.Module, args: tuple, out: tuple) -> None:
-        captured["attn"] = out[0]
+    def hook(module: nn.Module, args: tuple, out: torch.Tensor) -> None:
+        captured["attn"] = out
 
     attn.register_forward_hook(hook)
     return captured

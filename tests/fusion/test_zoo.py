@@ -86,13 +86,9 @@ def test_late_weights_sum_to_one_and_the_model_outputs_logits():
 
 
 def reference(attn: nn.Module, dim: int, heads: int) -> nn.MultiheadAttention:
-    """nn.MultiheadAttention carrying `attn`'s q, k, v and output projections."""
+    """torch's own nn.MultiheadAttention carrying `attn`'s q, k, v and output projections (the same layout)."""
     ref = nn.MultiheadAttention(dim, heads, batch_first=True).eval()
-    with torch.no_grad():
-        ref.in_proj_weight.copy_(torch.cat([attn.q.weight, attn.k.weight, attn.v.weight]))
-        ref.in_proj_bias.copy_(torch.cat([attn.q.bias, attn.k.bias, attn.v.bias]))
-        ref.out_proj.weight.copy_(attn.out.weight)
-        ref.out_proj.bias.copy_(attn.out.bias)
+    ref.load_state_dict(attn.state_dict())
     return ref
 
 
@@ -124,6 +120,30 @@ def test_cross_attention_depth_width_and_padded_images(layers):
         torch.testing.assert_close(fusion(image, text), fused)
     assert len(fusion.text_blocks) == layers and fused.shape == (B, 16)
     assert torch.equal(fused[3, :8], torch.zeros(8)), "a row without text averages to zeros"
+
+
+@torch.no_grad()
+def test_cross_attention_loads_weights_saved_with_separate_q_k_v_projections():
+    """Runs saved before vlfuse.layers hold attn.{q,k,v,out}.{weight,bias}; they load into attn.in_proj_*/out_proj."""
+    fusion = build("cross_attention", dim=8, heads=2, layers=2).eval()
+    image, text = encoder_outputs(BOTH)
+    old = {}
+    for key, value in fusion.state_dict().items():
+        stem, _, name = key.rpartition(".attn.")
+        if not stem:
+            old[key] = value
+        elif name.startswith("in_proj_"):
+            kind = name.removeprefix("in_proj_")
+            for proj, part in zip("qkv", value.chunk(3), strict=True):
+                old[f"{stem}.attn.{proj}.{kind}"] = part
+        else:
+            old[f"{stem}.attn.{name.replace('out_proj.', 'out.')}"] = value
+    assert "text_blocks.1.attn.q.weight" in old and "image_blocks.0.attn.out.bias" in old
+    loaded = build("cross_attention", dim=8, heads=2, layers=2).eval()
+    for p in loaded.parameters():
+        p.zero_()
+    loaded.load_state_dict(old)  # strict
+    assert torch.equal(loaded(image, text), fusion(image, text))
 
 
 # --- learning: a task only a fusion of both modalities solves --------------------------------------------------------

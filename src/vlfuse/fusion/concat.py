@@ -8,6 +8,7 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
+from vlfuse.layers import projection
 from vlfuse.registry import FUSIONS, ComponentConfig
 from vlfuse.types import EncoderOutput
 
@@ -17,11 +18,6 @@ class ConcatConfig(ComponentConfig):
     dim: int | None = Field(None, ge=1)  # project each pooled feature to dim (Linear + LayerNorm) first; None = as is
 
     tiny: ClassVar[dict[str, Any]] = {"dim": 8}  # overrides for a fast test-sized variant
-
-
-def projection(in_dim: int, dim: int | None) -> nn.Module:
-    """Linear + LayerNorm to `dim`, or the identity when `dim` is None."""
-    return nn.Identity() if dim is None else nn.Sequential(nn.Linear(in_dim, dim), nn.LayerNorm(dim))
 
 
 @FUSIONS.register("concat", ConcatConfig)

@@ -8,7 +8,7 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-from vlfuse.fusion.concat import projection
+from vlfuse.layers import masked_mean, projection
 from vlfuse.registry import FUSIONS, ComponentConfig
 from vlfuse.types import EncoderOutput
 
@@ -55,11 +55,7 @@ class FiLMFusion(nn.Module):
         x = self.image_proj(image.tokens)  # (B, N, D)
         delta_gamma, beta = self.film(text.pooled).unsqueeze(1).chunk(2, dim=-1)  # (B, 1, D) each
         x = torch.relu((1 + delta_gamma) * x + beta)  # (B, N, D)
-        if image.mask is None:
-            pooled = x.mean(dim=1)  # (B, D)
-        else:
-            m = image.mask.unsqueeze(-1)  # (B, N, 1)
-            pooled = (x * m).sum(dim=1) / m.sum(dim=1).clamp(min=1)  # (B, D); zeros for rows without tokens
+        pooled = masked_mean(x, image.mask)  # (B, D); zeros for rows without tokens
         if self.text_proj is None:
             return pooled  # (B, D)
         return torch.cat([pooled, self.text_proj(text.pooled)], dim=-1)  # (B, 2D)

@@ -8,7 +8,7 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-from vlfuse.fusion.concat import projection
+from vlfuse.layers import projection
 from vlfuse.registry import FUSIONS, ComponentConfig
 from vlfuse.types import EncoderOutput
 

@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 from torch import Tensor, nn
 
 from vlfuse.errors import ConfigError
+from vlfuse.layers import encoder_layers
 from vlfuse.registry import IMAGE_ENCODERS, ComponentConfig
 from vlfuse.types import EncoderOutput
 
@@ -54,18 +55,7 @@ class ViTEncoder(nn.Module):
         self.pos = nn.Parameter(torch.zeros(1, 1 + num_patches, cfg.dim))
         nn.init.trunc_normal_(self.cls, std=0.02)
         nn.init.trunc_normal_(self.pos, std=0.02)
-        self.blocks = nn.ModuleList(
-            nn.TransformerEncoderLayer(
-                cfg.dim,
-                cfg.heads,
-                dim_feedforward=round(cfg.dim * cfg.mlp_ratio),
-                dropout=cfg.dropout,
-                activation="gelu",
-                batch_first=True,
-                norm_first=True,
-            )
-            for _ in range(cfg.depth)
-        )
+        self.blocks = encoder_layers(cfg.dim, cfg.heads, cfg.mlp_ratio, cfg.dropout, cfg.depth)
         self.norm = nn.LayerNorm(cfg.dim)
         self.pool = cfg.pool
         self.token_dim = self.out_dim = cfg.dim

@@ -8,6 +8,7 @@ import torch
 from pydantic import Field, PositiveInt
 from torch import Tensor, nn
 
+from vlfuse.layers import masked_mean
 from vlfuse.registry import TEXT_ENCODERS, ComponentConfig
 from vlfuse.types import EncoderOutput
 
@@ -53,10 +54,9 @@ class BOWEncoder(nn.Module):
     def forward(self, ids: Tensor, mask: Tensor | None) -> EncoderOutput:
         mask = torch.ones_like(ids, dtype=torch.bool) if mask is None else mask  # (B, L)
         x = self.embed(ids)  # (B, L, E)
-        m = mask.unsqueeze(-1)  # (B, L, 1)
-        pooled = (x * m).sum(dim=1) / m.sum(dim=1).clamp(min=1)  # (B, E)
+        pooled = masked_mean(x, mask)  # (B, E)
         if self.use_max:
-            peak = x.masked_fill(~m, torch.finfo(x.dtype).min).amax(dim=1)  # (B, E)
+            peak = x.masked_fill(~mask.unsqueeze(-1), torch.finfo(x.dtype).min).amax(dim=1)  # (B, E)
             peak = torch.where(mask.any(dim=1, keepdim=True), peak, 0.0)  # (B, E), zeros for empty rows
             pooled = torch.cat([pooled, peak], dim=-1)  # (B, 2E)
         pooled = self.mlp(pooled)  # (B, out_dim)

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from vlfuse.encoders.frozen import FreezableNet
 from vlfuse.errors import ConfigError
+from vlfuse.layers import masked_mean
 from vlfuse.pretrained import file_fingerprint, package_dir, require_module
 from vlfuse.registry import TEXT_ENCODERS, ComponentConfig
 from vlfuse.types import EncoderOutput
@@ -84,6 +85,5 @@ class MiniLMEncoder(FreezableNet):
         mask = torch.ones_like(ids, dtype=torch.bool) if mask is None else mask  # (B, L)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
             tokens = self.net(input_ids=ids, attention_mask=mask.long()).last_hidden_state  # (B, L, 384)
-            weights = mask.unsqueeze(-1).to(tokens.dtype)  # (B, L, 1)
-            pooled = (tokens * weights).sum(1) / weights.sum(1).clamp(min=1)  # (B, 384)
+            pooled = masked_mean(tokens, mask)  # (B, 384)
         return EncoderOutput(tokens=tokens, pooled=pooled, mask=mask.bool())

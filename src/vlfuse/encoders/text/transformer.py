@@ -8,6 +8,7 @@ import torch
 from pydantic import Field, model_validator
 from torch import Tensor, nn
 
+from vlfuse.layers import encoder_layers, masked_mean
 from vlfuse.registry import TEXT_ENCODERS, ComponentConfig
 from vlfuse.types import EncoderOutput
 
@@ -47,18 +48,7 @@ class TransformerTextEncoder(nn.Module):
         self.embed = nn.Embedding(vocab_size, cfg.dim, padding_idx=pad_id)
         self.pos = nn.Parameter(torch.zeros(1, max_length, cfg.dim))
         nn.init.trunc_normal_(self.pos, std=0.02)
-        self.layers = nn.ModuleList(
-            nn.TransformerEncoderLayer(
-                cfg.dim,
-                cfg.heads,
-                dim_feedforward=round(cfg.dim * cfg.mlp_ratio),
-                dropout=cfg.dropout,
-                activation="gelu",
-                batch_first=True,
-                norm_first=True,
-            )
-            for _ in range(cfg.depth)
-        )
+        self.layers = encoder_layers(cfg.dim, cfg.heads, cfg.mlp_ratio, cfg.dropout, cfg.depth)
         self.norm = nn.LayerNorm(cfg.dim)
         self.max_length = max_length
         self.token_dim = self.out_dim = cfg.dim
@@ -73,6 +63,5 @@ class TransformerTextEncoder(nn.Module):
         for layer in self.layers:
             x = layer(x, src_key_padding_mask=padding)
         x = self.norm(x)
-        m = mask.unsqueeze(-1)  # (B, L, 1)
-        pooled = (x * m).sum(dim=1) / m.sum(dim=1).clamp(min=1)  # (B, D)
+        pooled = masked_mean(x, mask)  # (B, D)
         return EncoderOutput(tokens=x, pooled=pooled, mask=mask)

@@ -186,8 +186,8 @@ def test_untrained_placeholder_warns(trained_run, caplog):
     cfg.model.modality_dropout = 0.0
     sizes = {"in_channels": 3, "image_size": cfg.data.image_size, "vocab_size": run.tokenizer.vocab_size,
              "pad_id": run.tokenizer.pad_id, "max_length": cfg.data.max_text_length}  # fmt: skip
-    model = build_model(cfg.model, num_outputs=run.task.num_outputs, **sizes).eval()
-    untrained = ClassifyRun(run.path, cfg, run.task, run.label_names, model, run.tokenizer)
+    model = build_model(cfg.model, num_outputs=run.objective.num_outputs, **sizes).eval()
+    untrained = ClassifyRun(run.path, cfg, run.objective, run.label_names, model, run.tokenizer)
     with caplog.at_level(logging.WARNING):
         assert len(untrained.predict(text="what color is the shape?")) == 3
         untrained.predict(text="what shape is it?")  # the same missing input again: not warned again

@@ -157,6 +157,9 @@ def resolve_run(run: str | Path | RunRef) -> RunRef:
     shipped = shipped_runs()
     path = shipped.get(str(run), Path(run))
     config = path / "config.yaml"
+    is_shipped = str(run) in shipped
+    if is_shipped and not config.is_file():
+        raise CheckpointError(f"the shipped run '{run}' is incomplete: {config} is missing; reinstall vlfuse")
     if not config.is_file():
         names = ", ".join(shipped) or "none"
         raise CheckpointError(f"'{run}' is neither a run directory (it has no config.yaml) nor a shipped run ({names})")
@@ -167,9 +170,11 @@ def resolve_run(run: str | Path | RunRef) -> RunRef:
     except (ConfigError, yaml.YAMLError) as err:
         raise CheckpointError(f"run directory '{path}': {err}") from None
     missing = [name for name in info.required_files if not (path / name).is_file()]
+    if missing and is_shipped:
+        raise CheckpointError(f"the shipped run '{run}' is incomplete: {', '.join(missing)} missing from {path}; "
+                              "reinstall vlfuse")  # fmt: skip
     if missing:
-        where = "the shipped run" if str(run) in shipped else "run directory"
-        raise CheckpointError(f"{where} '{run}' has no {', '.join(missing)}; is it a finished vlfuse "
+        raise CheckpointError(f"run directory '{run}' has no {', '.join(missing)}; is it a finished vlfuse "
                               f"'{info.name}' run?")  # fmt: skip
     return RunRef(path, info, cfg)
 

@@ -59,7 +59,7 @@ def test_info_describes_the_run(served):
     client, run = served
     post_image(client, easy_vqa_image(0), "is there a circle?")
     info = client.get("/v1/info").json()
-    assert info["task"] == "multiclass" and info["labels"] == run.label_names
+    assert info["task"] == "classify" and info["objective"] == "multiclass" and info["labels"] == run.label_names
     assert info["metrics"]["test"]["accuracy"] == pytest.approx(run.metrics["test"]["accuracy"])
     assert {"vlfuse", "torch", "fastapi", "python"} <= set(info["versions"])
     assert info["capabilities"] == ["predict"]

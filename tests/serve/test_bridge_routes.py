@@ -134,7 +134,7 @@ def test_a_classifier_and_a_bridge_together(tiny_run_dir, tiny_bridge):
     app = create_app(load_run(tiny_run_dir), options={"bridge": tiny_bridge})
     with live_server(app) as url, httpx.Client(base_url=url, timeout=120) as client:
         info = client.get("/v1/info").json()
-        assert info["capabilities"] == ["predict", "ask", "caption"] and info["task"] == "multiclass"
+        assert info["capabilities"] == ["predict", "ask", "caption"] and info["task"] == "classify"
         image = easy_vqa_image(1)
         assert client.post("/v1/predict", files=upload(image), data={"text": "what shape?"}).status_code == 200
         assert client.post("/v1/caption", files=upload(image)).json()["caption"].strip()
@@ -174,7 +174,7 @@ def test_cli_serves_a_bridge_run_given_as_run(tiny_bridge_dir):
 
 def test_cli_errors_for_a_wrong_bridge_are_clear(tmp_path):
     proc = vlfuse("serve", "--bridge", tmp_path / "nope")
-    assert proc.returncode == 2 and "neither a bridge run directory" in " ".join(proc.stderr.split())
+    assert proc.returncode == 2 and "neither a run directory" in " ".join(proc.stderr.split())
     proc = vlfuse("serve")
     assert proc.returncode == 2 and "nothing to serve" in " ".join(proc.stderr.split())
 
@@ -182,12 +182,16 @@ def test_cli_errors_for_a_wrong_bridge_are_clear(tmp_path):
 def test_run_arguments_are_recognised_and_a_missing_shipped_bridge_is_named(
     tiny_bridge_dir, tiny_run_dir, tmp_path, monkeypatch
 ):
-    from vlfuse.bridge import run as bridge_run
     from vlfuse.errors import CheckpointError
-    from vlfuse.serve.server import run_kind
+    from vlfuse.serve.server import served_as
+    from vlfuse.task import TASKS
 
-    assert run_kind("easy-vqa-bridge") == "bridge" and run_kind(tiny_bridge_dir) == "bridge"
-    assert run_kind(tiny_run_dir) == "classify" and run_kind(tmp_path / "nowhere") is None
-    monkeypatch.setitem(bridge_run.SHIPPED, "easy-vqa-bridge", tmp_path / "not-installed")
-    with pytest.raises(CheckpointError, match="shipped bridge 'easy-vqa-bridge' is incomplete.*bridge.safetensors"):
+    assert served_as("easy-vqa-bridge")[0] == "bridge" and served_as(tiny_bridge_dir)[0] == "bridge"
+    nowhere = tmp_path / "nowhere"
+    assert served_as(tiny_run_dir)[0] == "predict" and served_as(nowhere) == ("predict", nowhere)
+    installed = tmp_path / "not-installed"
+    installed.mkdir()
+    (installed / "config.yaml").write_text((tiny_bridge_dir / "config.yaml").read_text())
+    monkeypatch.setitem(TASKS["bridge"].shipped, "easy-vqa-bridge", str(installed))
+    with pytest.raises(CheckpointError, match="shipped run 'easy-vqa-bridge' is incomplete.*bridge.safetensors"):
         create_app(options={"bridge": "easy-vqa-bridge"})

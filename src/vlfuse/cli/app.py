@@ -21,6 +21,9 @@ def setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
 
 
+MAX_COLUMNS = 6  # metric columns a table shows side by side before it turns to one row per metric
+
+
 def _flatten(metrics: dict[str, Any], prefix: str = "") -> dict[str, dict[str, Any]]:
     """{"test": {"vqa": {...}, "caption": {...}}} → {"test/vqa": {...}, "test/caption": {...}}: one row per group of
     scalar metrics."""
@@ -39,16 +42,24 @@ def _cell(value: Any) -> str:
 
 
 def print_metrics(metrics: dict[str, Any], title: str = "metrics") -> None:
-    """Metrics of any task as tables: one row per split (or split/objective), one table per set of metric names."""
+    """Metrics of any task as tables, one per set of metric names: a row per split (or split/objective), or — with
+    many metrics — a row per metric and a column per split, so the table fits the terminal."""
     groups: dict[tuple[str, ...], list[tuple[str, dict[str, Any]]]] = {}
     for name, values in _flatten(metrics).items():
         groups.setdefault(tuple(sorted(values)), []).append((name, values))
     for keys, rows in groups.items():
         table = Table(title=title)
-        for column in ("split", *keys):
-            table.add_column(column, justify="left" if column == "split" else "right")
-        for name, values in rows:
-            table.add_row(name, *[_cell(values[k]) for k in keys])
+        if len(keys) <= MAX_COLUMNS:
+            for column in ("split", *keys):
+                table.add_column(column, justify="left" if column == "split" else "right")
+            for name, values in rows:
+                table.add_row(name, *[_cell(values[k]) for k in keys])
+        else:
+            table.add_column("metric")
+            for name, _ in rows:
+                table.add_column(name, justify="right")
+            for key in keys:
+                table.add_row(key, *[_cell(values[key]) for _, values in rows])
         console.print(table)
 
 

@@ -77,8 +77,8 @@ def bridge_batcher(ctx: ServeContext) -> MicroBatcher:
     cfg = bridge.cfg
     ctx.info["bridge"] = {
         "run": bridge.path.name,
-        "language_model": cfg.bridge.language_model,
-        "image_encoder": cfg.image_encoder.name,
+        "language_model": cfg.model.language_model,
+        "image_encoder": cfg.model.image_encoder.name,
         "image_size": cfg.data.image_size,
         "channels": cfg.data.channels,
         "caption_prompt": cfg.caption_prompt,

@@ -96,7 +96,7 @@ def main() -> None:
     wanted = {"vqa": min(args.questions or len(test.questions), len(test.questions)),
               "caption": min(args.captions or images, images)}  # fmt: skip
     recorded = trained.get("test", {})
-    if not args.reevaluate and all(recorded.get(task, {}).get("samples") == n for task, n in wanted.items()):
+    if not args.reevaluate and all(recorded.get(objective, {}).get("samples") == n for objective, n in wanted.items()):
         quality, quality_source = recorded, f"{metrics_file.name} of the run (written by its training command)"
     else:
         visual = split_features(bridge.encoder, test, cfg)

@@ -49,17 +49,17 @@ def main() -> None:
     pipeline_s = time.perf_counter() - start
     samples = sum(len(b) for b in batches)
 
-    task = Objective(data.task, len(data.label_names))
+    objective = Objective(data.objective, len(data.label_names))
     torch.manual_seed(0)
-    model = build_classifier(cfg, data.tokenizer, task.num_outputs)
+    model = build_classifier(cfg, data.tokenizer, objective.num_outputs)
     optimizer = build_optimizer(model, cfg.train)
     model.train()
     for batch in batches[:3]:  # warm-up
-        task.loss(model(batch), batch.label).backward()
+        objective.loss(model(batch), batch.label).backward()
         optimizer.zero_grad()
     start = time.perf_counter()
     for batch in batches:
-        loss = task.loss(model(batch), batch.label)
+        loss = objective.loss(model(batch), batch.label)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

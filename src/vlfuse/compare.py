@@ -130,7 +130,7 @@ def run_comparison(
         with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
             runs = list(pool.map(_train_one, specs))
     total = time.perf_counter() - start
-    metric = "f1_micro" if base.data.task == "multilabel" else "accuracy"
+    metric = "f1_micro" if base.data.objective == "multilabel" else "accuracy"
     table = aggregate(runs, methods, metric)
     results = {
         "dataset": base.data.name, "metric": metric, "seeds": seeds, "jobs": jobs, "threads_per_job": threads,

@@ -42,7 +42,7 @@ class DataConfig(Section):
     image_column: str = "image"  # column holding image paths (relative paths resolve against the table folder)
     text_columns: list[str] = Field(default_factory=lambda: ["text"])
     label_column: str = "label"
-    task: Literal["multiclass", "binary", "multilabel"] | None = None  # None: the built-in's own (binary for
+    objective: Literal["multiclass", "binary", "multilabel"] | None = None  # None: the built-in's own (binary for
     # fashion-mnist-pairs), multiclass for tables
     label_separator: str = "|"  # splits multilabel cells ("cat|dog")
     image_size: int = Field(64, ge=8, le=1024)  # images are resized to image_size × image_size

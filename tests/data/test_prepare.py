@@ -25,7 +25,7 @@ def test_easy_vqa_prepare() -> None:
     assert abs(len(data.val) / 38575 - 0.1) < 0.01
     assert not image_ids(data.train) & image_ids(data.val)  # grouped by image
     assert data.train.images.shape[0] + data.val.images.shape[0] == 4000
-    assert len(data.label_names) == 13 and data.task == "multiclass" and data.tokenizer is not None
+    assert len(data.label_names) == 13 and data.objective == "multiclass" and data.tokenizer is not None
     assert data.train.token_ids.shape == (len(data.train), 32) and data.train.labels.dtype == torch.long
     assert data.train.texts[0].endswith("?") and data.issues == []
     again = prepare_data(DataConfig(name="easy-vqa", limit=3000), seed=5)
@@ -37,7 +37,7 @@ def test_easy_vqa_prepare() -> None:
 
 @pytest.mark.skipif(not DEFAULT_ROOT.is_dir(), reason="dataset-fashion-mnist is not installed")
 def test_fashion_mnist_pairs_prepare(tmp_path: Path) -> None:
-    cfg = DataConfig(name="fashion-mnist-pairs", task="binary", image_size=28, channels=1, limit=2000)
+    cfg = DataConfig(name="fashion-mnist-pairs", objective="binary", image_size=28, channels=1, limit=2000)
     data = prepare_data(cfg, seed=0)
     assert len(data.train) + len(data.val) == 2000 and len(data.test) == 20000
     assert data.label_names == ["mismatch", "match"] and data.train.labels.dtype == torch.float32
@@ -100,18 +100,18 @@ def test_binary_and_multilabel(tmp_path: Path, tables) -> None:
     df = pd.read_csv(train)
     path = tmp_path / "two.csv"
     df.assign(label=["yes", "no"] * 20).to_csv(path, index=False)
-    data = prepare_data(table_cfg(path, task="binary"), seed=0)
+    data = prepare_data(table_cfg(path, objective="binary"), seed=0)
     assert data.label_names == ["no", "yes"] and data.train.labels.dtype == torch.float32
     assert set(data.train.labels.tolist()) == {0.0, 1.0}
     with pytest.raises(
         DataError,
-        match=r"train\.csv, column 'label': task 'binary' needs exactly two distinct labels, "
+        match=r"train\.csv, column 'label': objective 'binary' needs exactly two distinct labels, "
         r"found 3: 'bird', 'cat', 'dog'",
     ):
-        prepare_data(table_cfg(train, task="binary"), seed=0)
+        prepare_data(table_cfg(train, objective="binary"), seed=0)
     multi = tmp_path / "multi.csv"
     df.assign(label=["cat|small", "dog", "bird|small|flying", "dog|cat"] * 10).to_csv(multi, index=False)
-    data = prepare_data(table_cfg(multi, task="multilabel"), seed=0)
+    data = prepare_data(table_cfg(multi, objective="multilabel"), seed=0)
     assert data.label_names == ["bird", "cat", "dog", "flying", "small"]
     assert data.train.labels.shape == (len(data.train), 5) and data.train.labels.sum(1).min() >= 1
 

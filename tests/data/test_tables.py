@@ -124,7 +124,7 @@ def test_multiple_text_columns_and_multilabel(image_table) -> None:
         extra=[f"hint {i}" for i in range(8)],
         label=["red|warm", "green", "blue|cold", "red", "white"] * 1 + ["green|", "blue", "white| bright "],
     )
-    cfg = DataConfig(name="table", text_columns=["text", "extra"], task="multilabel", image_size=8)
+    cfg = DataConfig(name="table", text_columns=["text", "extra"], objective="multilabel", image_size=8)
     raw = load_table_split(df, cfg, base_dir=root)
     assert raw.texts[0] == ["What colour is it?", "hint 0"]
     assert raw.labels[0] == ["red", "warm"] and raw.labels[5] == ["green"] and raw.labels[7] == ["white", "bright"]

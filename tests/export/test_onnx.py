@@ -51,7 +51,7 @@ def test_export_folder_is_self_contained(exported, run):
     assert files == {"model.onnx", "model.int8.onnx", "preprocess.json", "tokenizer.json"}
     meta = json.loads((exported / "preprocess.json").read_text())
     assert meta["inputs"] == ["image", "image_present", "text_ids", "text_mask", "text_present"]
-    assert meta["label_names"] == run.label_names and meta["task"] == "multiclass"
+    assert meta["label_names"] == run.label_names and meta["objective"] == "multiclass"
     assert meta["image"]["size"] == 32 and meta["image"]["channels"] == 3
     assert meta["image"]["mean"] == pytest.approx([0.5] * 3) and meta["image"]["std"] == pytest.approx([0.5] * 3)
     assert meta["text"]["max_length"] == 12 and meta["missing_modalities"] is True

@@ -10,20 +10,14 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image, ImageDraw
-from tiny_configs import TINY_RETRIEVAL
+from tiny_configs import TINY_CONFIGS, TINY_RETRIEVAL
 
 from vlfuse.errors import MissingPackageError
 
 # A bridge as `vlfuse train` would write one, but with freshly initialised projector and adapters: the LM is real
 # (SmolLM2), so answers are real generated text, though not about the image.
-TINY_BRIDGE = {
-    "task": "bridge",
-    "data": {"name": "easy-vqa", "image_size": 32},
-    "model": {
-        "image_encoder": {"name": "efficientnet_lite0", "frozen": True, "resolution": 32},
-        "projector": {"kind": "linear"},
-        "lora": {"rank": 2},
-    },
+TINY_BRIDGE = {  # the tests' tiny bridge with one question stage and longer answers
+    **{k: v for k, v in TINY_CONFIGS["bridge"].items() if k not in ("train", "eval")},
     "stages": [{"objective": "vqa"}],
     "generation": {"max_new_tokens": 6},
 }

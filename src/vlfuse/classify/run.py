@@ -71,7 +71,8 @@ class ClassifyRun:
         path = Path(path)
         labels = json.loads((path / "labels.json").read_text())
         tokenizer = TextTokenizer.load(path / "tokenizer.json") if (path / "tokenizer.json").is_file() else None
-        objective = Objective(labels["task"], len(labels["label_names"]))
+        kind = labels.get("objective", labels.get("task"))  # runs written before the task registry say "task"
+        objective = Objective(kind, len(labels["label_names"]))
         model = build_classifier(cfg, tokenizer, objective.num_outputs)
         load_model_weights(model, path / WEIGHTS)
         model.to(device).eval()

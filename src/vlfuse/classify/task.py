@@ -1,7 +1,7 @@
 """Training a classifier: data → fused model → one stage (loss, validation metric) → test metrics, plots, report.
 
 Run directory (beside what the runner writes: config.yaml, model.safetensors, checkpoints/, metrics.jsonl,
-tensorboard/, run.json): labels.json (label kind and names in id order), tokenizer.json (when the data has text),
+tensorboard/, run.json): labels.json (objective and label names in id order), tokenizer.json (when the data has text),
 data_issues.json, test_metrics.json, report.md, plots/learning_curves.png, plots/confusion_{val,test}.png.
 """
 
@@ -61,11 +61,11 @@ class ClassifyTask(TrainingTask):
 
     def prepare(self) -> None:
         self.data = prepare_data(self.cfg.data, seed=self.cfg.seed, tokenizer=pretrained_tokenizer_for(self.cfg))
-        self.objective = Objective(self.data.task, len(self.data.label_names), self.cfg.train.label_smoothing)
+        self.objective = Objective(self.data.objective, len(self.data.label_names), self.cfg.train.label_smoothing)
 
     def save_metadata(self) -> None:
         run_dir, data = self.ctx.run_dir, self.data
-        labels = {"task": data.task, "label_names": data.label_names}
+        labels = {"objective": data.objective, "label_names": data.label_names}
         (run_dir / "labels.json").write_text(json.dumps(labels, indent=1))
         if data.tokenizer is not None:
             data.tokenizer.save(run_dir / "tokenizer.json")
@@ -125,7 +125,7 @@ class ClassifyTask(TrainingTask):
         throughput = [r["train_samples_per_s"] for r in history]
         components = (cfg.model.image_encoder, cfg.model.text_encoder, cfg.model.fusion, cfg.model.head)
         summary = {
-            "dataset": cfg.data.name, "task": objective.kind, "model": " + ".join(c.name for c in components if c),
+            "dataset": cfg.data.name, "objective": objective.kind, "model": " + ".join(c.name for c in components if c),
             "parameters": f"{count_parameters(model):,}", "train rows": len(data.train),
             "epochs trained": len(history),
             "training samples/s (mean)": f"{sum(throughput) / max(1, len(throughput)):.0f}",

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from vlfuse.config import DataConfig
-from vlfuse.data.builtin import default_task
+from vlfuse.data.builtin import default_objective
 from vlfuse.data.images import decode_image_bytes, load_image
 from vlfuse.data.labels import encode_labels
 from vlfuse.data.sources import check_known_labels, label_vocabulary_of, load_source
@@ -45,22 +45,22 @@ def prepare_data(
             other labels are errors (or skipped issues).
 
     Raises:
-        DataError: unreadable source, bad rows under on_error=raise, unusable labels for the task.
+        DataError: unreadable source, bad rows under on_error=raise, unusable labels for the objective.
     """
     del seed
-    if cfg.task is None:
-        cfg = cfg.model_copy(update={"task": default_task(cfg.name)})
+    if cfg.objective is None:
+        cfg = cfg.model_copy(update={"objective": default_objective(cfg.name)})
     raw_train = load_source(cfg, "train")
     raw_test = load_source(cfg, "test")
     issues = list(raw_train.issues) + (list(raw_test.issues) if raw_test is not None else [])
     if len(raw_train) < 2:
         raise DataError(f"{raw_train.file}: only {len(raw_train)} usable training row(s); expected at least 2")
     if label_names is None:
-        label_names = label_vocabulary_of(raw_train, cfg.task)  # from all training rows: the val carve adds none
+        label_names = label_vocabulary_of(raw_train, cfg.objective)  # from all training rows: the val carve adds none
     else:
-        raw_train = check_known_labels(raw_train, label_names, cfg.task, on_error=cfg.on_error, issues=issues)
+        raw_train = check_known_labels(raw_train, label_names, cfg.objective, on_error=cfg.on_error, issues=issues)
     if raw_test is not None:
-        raw_test = check_known_labels(raw_test, label_names, cfg.task, on_error=cfg.on_error, issues=issues)
+        raw_test = check_known_labels(raw_test, label_names, cfg.objective, on_error=cfg.on_error, issues=issues)
     groups = raw_train.image_index.numpy() if raw_train.image_index is not None else range(len(raw_train))  # (N,)
     train_rows, val_rows = split_by_group(groups, cfg.val_fraction, cfg.split_seed, raw_train.file)
     raw_val, raw_train = raw_train.select(val_rows), raw_train.select(train_rows)
@@ -82,7 +82,7 @@ def prepare_data(
         ids = mask = None
         if tokenizer is not None and raw.texts is not None:
             ids, mask = tokenizer.encode(raw.texts)  # (N, L), (N, L)
-        labels = None if raw.labels is None else encode_labels(raw.labels, label_names, cfg.task, source=raw.file)
+        labels = None if raw.labels is None else encode_labels(raw.labels, label_names, cfg.objective, source=raw.file)
         return SplitData(
             images=raw.images,
             image_index=raw.image_index,
@@ -100,11 +100,11 @@ def prepare_data(
         test=None if raw_test is None else encode(raw_test),
         tokenizer=tokenizer,
         label_names=label_names,
-        task=cfg.task,
+        objective=cfg.objective,
         issues=issues,
     )
     train_labels = prepared.train.labels
-    if train_labels is not None and cfg.task != "binary":
+    if train_labels is not None and cfg.objective != "binary":
         counts = (
             train_labels.sum(0) if train_labels.ndim == 2 else torch.bincount(train_labels, minlength=len(label_names))
         )

@@ -45,7 +45,7 @@ def summarize(prepared: PreparedData) -> dict[str, Any]:
         }
     tok = prepared.tokenizer
     return {
-        "task": prepared.task,
+        "objective": prepared.objective,
         "num_labels": len(prepared.label_names),
         "label_names": list(prepared.label_names),
         "splits": splits,

@@ -43,19 +43,21 @@ def load_source(cfg: DataConfig, which: str) -> RawSplit | None:
     return raw
 
 
-def label_vocabulary_of(raw: RawSplit, task: str) -> list[str]:
+def label_vocabulary_of(raw: RawSplit, objective: str) -> list[str]:
     if raw.labels is None:
         raise DataError(f"{raw.file}: no labels (column '{raw.label_column}'); training needs labelled rows")
-    return label_vocabulary(raw.labels, task, known_order=raw.label_names, source=raw.file, column=raw.label_column)
+    return label_vocabulary(
+        raw.labels, objective, known_order=raw.label_names, source=raw.file, column=raw.label_column
+    )
 
 
 def check_known_labels(
-    raw: RawSplit, label_names: list[str], task: str, *, on_error: str, issues: list[DataIssue]
+    raw: RawSplit, label_names: list[str], objective: str, *, on_error: str, issues: list[DataIssue]
 ) -> RawSplit:
     """Raise (or, under skip, record in `issues` and drop) rows whose label was not seen in training."""
     if raw.labels is None:
         return raw
-    bad = unknown_labels(raw.labels, label_names, task)
+    bad = unknown_labels(raw.labels, label_names, objective)
     if not bad:
         return raw
     known = format_names(label_names)

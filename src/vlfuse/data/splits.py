@@ -138,7 +138,7 @@ class PreparedData:
     test: SplitData | None
     tokenizer: TextTokenizer | None
     label_names: list[str]
-    task: str
+    objective: str  # multiclass, binary or multilabel
     issues: list[DataIssue]
 
 

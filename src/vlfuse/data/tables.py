@@ -155,7 +155,7 @@ def table_to_raw(
             texts[pos].append(text or "")  # type: ignore[index]
     labels: list | None = None
     if label_col:
-        multilabel = cfg.task == "multilabel"
+        multilabel = cfg.objective == "multilabel"
         labels = []
         for pos, value in enumerate(df[label_col].tolist()):
             label = _cell_labels(value, cfg.label_separator) if multilabel else _cell_text(value)
@@ -218,7 +218,7 @@ def load_table_split(
 
     Args:
         source: table path or DataFrame.
-        cfg: the data config (columns, image size / channels, task, on_error).
+        cfg: the data config (columns, image size / channels, objective, on_error).
         base_dir: folder that relative image paths resolve against; default: the table's folder, or the current
             directory for a DataFrame.
         limit: keep at most this many rows, a random sample (by `seed`) kept in table order, chosen before decoding.

@@ -111,7 +111,7 @@ def example_inputs(run: ClassifyRun, batch_size: int = 2, *, seed: int = 0, shor
 
 
 def metadata(run: ClassifyRun, *, opset: int) -> dict[str, Any]:
-    """What a runtime needs besides the graph: preprocessing, labels, task, provenance."""
+    """What a runtime needs besides the graph: preprocessing, labels, objective, provenance."""
     data = run.cfg.data
     names = input_names(run.model)
     image = text = None
@@ -133,7 +133,7 @@ def metadata(run: ClassifyRun, *, opset: int) -> dict[str, Any]:
         "int8_model": None,
         "inputs": names,
         "outputs": ["logits"],
-        "task": run.objective.kind,
+        "objective": run.objective.kind,
         "label_names": run.label_names,
         "image": image,
         "text": text,

@@ -59,7 +59,8 @@ class OnnxModel:
         self.model_file = model_file
         self.input_names: list[str] = meta["inputs"]
         self.label_names: list[str] = meta["label_names"]
-        self.objective = Objective(meta["task"], len(self.label_names))
+        kind = meta.get("objective", meta.get("task"))  # exports written before the task registry say "task"
+        self.objective = Objective(kind, len(self.label_names))
         self.tokenizer = TextTokenizer.load(self.path / meta["text"]["tokenizer"]) if meta["text"] else None
         image = meta["image"]
         if image is not None:

@@ -50,11 +50,28 @@ class TrainerState:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """The trainable parameters in optimizer groups: with weight decay, biases, norm scales/shifts and embedding
+    tables (anything below 2-d, or owned by a norm or embedding module) are kept out of the decayed group."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if not weight_decay:
+        return [{"params": trainable}]
+    exempt: set[int] = set()
+    for module in model.modules():
+        is_norm_or_embedding = isinstance(module, nn.Embedding | nn.EmbeddingBag) or "Norm" in type(module).__name__
+        for param in module.parameters(recurse=False):
+            if is_norm_or_embedding or param.ndim < 2:
+                exempt.add(id(param))
+    decay = [p for p in trainable if id(p) not in exempt]
+    no_decay = [p for p in trainable if id(p) in exempt]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
+    groups = parameter_groups(model, cfg.weight_decay)
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int):

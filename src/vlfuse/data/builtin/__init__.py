@@ -40,8 +40,8 @@ BUILTIN_OPTIONS: dict[str, dict[str, object]] = {
     fashion_mnist.NAME: {},
     fashion_mnist_pairs.NAME: dict(fashion_mnist_pairs.OPTIONS),
 }
-# the task each built-in dataset is, when data.task is not set (tables default to multiclass)
-BUILTIN_TASKS: dict[str, str] = {fashion_mnist_pairs.NAME: "binary"}
+# the objective of each built-in dataset, when data.objective is not set (tables default to multiclass)
+BUILTIN_OBJECTIVES: dict[str, str] = {fashion_mnist_pairs.NAME: "binary"}
 # the built-ins with captions (`vlfuse.data.captions` dispatches to them)
 BUILTIN_CAPTIONS: dict[str, BuiltinCaptions] = {
     easy_vqa.NAME: BuiltinCaptions(
@@ -57,8 +57,8 @@ BUILTIN_CAPTIONS: dict[str, BuiltinCaptions] = {
 SPLITS = ("train", "test")
 
 
-def default_task(name: str) -> str:
-    return BUILTIN_TASKS.get(name, "multiclass")
+def default_objective(name: str) -> str:
+    return BUILTIN_OBJECTIVES.get(name, "multiclass")
 
 
 def load_builtin(name: str, split: str, cfg: DataConfig) -> RawSplit:

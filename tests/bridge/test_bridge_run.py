@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from vlfuse.bridge.generate import GenerationConfig
 from vlfuse.task import load_run
@@ -70,3 +71,23 @@ def test_cli_evaluate_rescores_chosen_objectives_and_keeps_the_rest(bridge_run, 
     assert json.loads(done.stdout)["caption"]["samples"] == after["test"]["caption"]["samples"]
     wrong = cli("evaluate", str(bridge_run), "--objectives", "vqa,poems")
     assert wrong.returncode != 0 and "poems" in wrong.stderr
+
+
+def test_the_bridge_trains_on_the_configured_device(tmp_path):
+    """`train.device` reaches the bridge (it was always the CPU): asking for CUDA on a machine without it is refused
+    before anything is loaded, naming the setting."""
+    from tiny_configs import TINY_CONFIGS
+
+    from vlfuse.errors import ConfigError
+    from vlfuse.task import validate_config
+    from vlfuse.train.runner import run_training
+
+    raw = {**TINY_CONFIGS["bridge"], "train": {**TINY_CONFIGS["bridge"]["train"], "device": "cuda:0"}}
+    cfg = validate_config(raw)
+    assert {stage.train.device for stage in cfg.stages} == {"cuda:0"}  # the stages inherit the run's train section
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the refusal cannot be shown here")
+    with pytest.raises(ConfigError, match=r"train\.device=cuda:0 but CUDA is not available"):
+        run_training(cfg, tmp_path / "run")
+    with pytest.raises(ConfigError, match=r"stages\.1\.train\.device: set it once, in the top-level train section"):
+        validate_config({**raw, "stages": [raw["stages"][0], {**raw["stages"][1], "train": {"device": "cpu"}}]})

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import copy
+import io
 import subprocess
 import sys
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 import torch
@@ -16,11 +19,21 @@ from tiny_configs import TINY_CONFIGS, TINY_VQA
 
 @pytest.fixture(scope="session")
 def cli():
-    """Run `vlfuse ARGS…` in a fresh process (as a user's shell would); returns the CompletedProcess."""
+    """Run the `vlfuse` entry point (`vlfuse.cli.main`, argument parsing, error handling and exit codes included) in
+    this process with ARGS…, capturing its output; returns a CompletedProcess. In-process, so a test pays no Python
+    and torch start-up per command (tests/test_cli.py runs the installed command in fresh processes)."""
+    from vlfuse.cli import main
 
-    def run(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "vlfuse.cli", *args], capture_output=True, text=True,
-                              timeout=timeout)  # fmt: skip
+    def run(*args: str) -> subprocess.CompletedProcess:
+        out, err = io.StringIO(), io.StringIO()
+        argv = ["vlfuse", *map(str, args)]
+        code = 0
+        with redirect_stdout(out), redirect_stderr(err), mock.patch.object(sys, "argv", argv):
+            try:
+                main()
+            except SystemExit as exit_:
+                code = exit_.code if isinstance(exit_.code, int) else 1
+        return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
 
     return run
 

@@ -36,6 +36,11 @@ def same(a, b) -> bool:
     return a == b
 
 
+def history(log: Path) -> list[dict]:
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    return [{k: v for k, v in r.items() if "seconds" not in k and "per_s" not in k} for r in rows]
+
+
 def weights(run_dir: Path) -> dict[str, torch.Tensor]:
     return {f"{f.name}:{k}": v for f in sorted(run_dir.glob("*.safetensors")) for k, v in load_file(f).items()}
 
@@ -56,6 +61,10 @@ def test_interrupted_and_resumed_equals_uninterrupted(task, trained_runs):
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     summary = json.loads((resumed / "run.json").read_text())
     assert summary["task"] == task and summary["complete"]
+    logs = sorted(p.relative_to(whole) for p in whole.rglob("metrics.jsonl"))
+    assert logs and logs == sorted(p.relative_to(resumed) for p in resumed.rglob("metrics.jsonl"))
+    for log in logs:  # every epoch logged once, with the same numbers (timings aside)
+        assert history(whole / log) == history(resumed / log)
 
 
 @pytest.mark.parametrize("task", sorted(TASKS))

@@ -36,7 +36,7 @@ TINY_RETRIEVAL: dict[str, Any] = {
 
 TINY_BRIDGE: dict[str, Any] = {
     "task": "bridge",
-    "data": {"name": "easy-vqa", "image_size": 32},
+    "data": {"name": "easy-vqa", "image_size": 32, "limit": 400, "test_limit": 40},  # limits count images
     "model": {
         "image_encoder": {"name": "efficientnet_lite0", "frozen": True, "resolution": 32},
         "projector": {"kind": "linear"},

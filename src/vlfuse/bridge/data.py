@@ -22,7 +22,7 @@ from vlfuse.config import DataConfig
 from vlfuse.data.builtin.easy_vqa import easy_vqa_caption, image_attributes_easy_vqa
 from vlfuse.data.captions import caption_templates, captioned_images, captioned_table
 from vlfuse.data.sources import table_path
-from vlfuse.data.splits import split_by_group
+from vlfuse.data.splits import sample_rows, split_by_group
 from vlfuse.errors import DataError
 
 
@@ -79,6 +79,12 @@ class BridgeSplit:
         keep, held = split_by_group(np.arange(len(self.images)), fraction, seed, self.name)
         return self._subset(keep.tolist()), self._subset(held.tolist())
 
+    def limited(self, images: int | None, seed: int) -> BridgeSplit:
+        """At most `images` images (a seeded sample, in their order), with all their rows; None: all."""
+        if images is None or images >= len(self.images):
+            return self
+        return self._subset(sample_rows(len(self.images), images, seed).tolist())
+
     def _subset(self, keep: list[int]) -> BridgeSplit:
         remap = torch.full((len(self.images),), -1, dtype=torch.long)
         remap[keep] = torch.arange(len(keep))
@@ -104,7 +110,10 @@ def load_bridge_split(cfg: DataConfig, split: str, caption_prompt: str, *, n_tem
         split: "train" or "test".
         caption_prompt: the instruction that asks for a caption.
         n_templates: easy-VQA: how many caption phrasings per image (the first is the canonical "a red circle").
+
+    `data.limit` / `data.test_limit` keep a seeded sample of that many images (with all their rows).
     """
+    limit = cfg.limit if split == "train" else cfg.test_limit  # counted in images (each with all its rows)
     if cfg.name == "easy-vqa":
         from vlfuse.data.builtin import easy_vqa
 
@@ -121,7 +130,8 @@ def load_bridge_split(cfg: DataConfig, split: str, caption_prompt: str, *, n_tem
                     cap_targets.append(easy_vqa_caption(attrs["color"], attrs["shape"], template))
         captions = BridgeRows(torch.tensor(cap_rows, dtype=torch.long), [caption_prompt] * len(cap_rows), cap_targets)
         questions = BridgeRows(raw.image_index, [t[0] for t in raw.texts], list(raw.labels))
-        return BridgeSplit(f"easy-vqa:{split}", raw.images, raw.image_sources, captions, questions, attributes)
+        loaded = BridgeSplit(f"easy-vqa:{split}", raw.images, raw.image_sources, captions, questions, attributes)
+        return loaded.limited(limit, cfg.split_seed)
     if cfg.name == "table":  # data.path (train) / data.test_path (test): an image column and a caption column
         path = table_path(cfg, split, "a table with an image column and a caption column")
         if path is None:
@@ -135,7 +145,8 @@ def load_bridge_split(cfg: DataConfig, split: str, caption_prompt: str, *, n_tem
         torch.tensor([i for i, _ in rows], dtype=torch.long), [caption_prompt] * len(rows), [c for _, c in rows]
     )
     empty = BridgeRows(torch.zeros(0, dtype=torch.long), [], [])
-    return BridgeSplit(source.file, source.images, source.image_sources, captions, empty, source.attributes)
+    loaded = BridgeSplit(source.file, source.images, source.image_sources, captions, empty, source.attributes)
+    return loaded.limited(limit, cfg.split_seed)
 
 
 class BridgeLoader:

@@ -43,8 +43,9 @@ def write_test_results(
     plots/samples.png."""
     test = load_bridge_split(cfg.data, "test", cfg.caption_prompt, n_templates=cfg.caption_templates)
     visual = split_features(encoder, test, cfg)
-    summary.setdefault("test", {}).update(evaluate_test(model, cfg, test, visual, objectives))
-    samples = report_samples(model, cfg, test, visual)
+    generated: dict[str, list[str]] = {}
+    summary.setdefault("test", {}).update(evaluate_test(model, cfg, test, visual, objectives, generated))
+    samples = report_samples(model, cfg, test, visual, generated=generated)
     (run_dir / "metrics.json").write_text(json.dumps(summary, indent=1))
     write_bridge_report(run_dir, cfg, summary, samples, test)
     return summary
@@ -91,9 +92,12 @@ def caption_metrics(predictions: list[str], rows, split: BridgeSplit, references
     return scores
 
 
-def evaluate_test(model, cfg, test: BridgeSplit, visual, objectives=TEST_OBJECTIVES) -> dict[str, Any]:
+def evaluate_test(
+    model, cfg, test: BridgeSplit, visual, objectives=TEST_OBJECTIVES, generated: dict[str, list[str]] | None = None
+) -> dict[str, Any]:
     """Test metrics of `objectives` ("vqa": the questions, up to cfg.eval.test_questions; "caption": one caption per
-    image, up to cfg.eval.test_captions images, against all of the image's reference phrasings)."""
+    image, up to cfg.eval.test_captions images, against all of the image's reference phrasings). The generated texts
+    of each objective, in row order, go into `generated` when it is given."""
     metrics: dict[str, Any] = {}
     for objective in objectives:
         rows = test.rows(objective)
@@ -105,21 +109,27 @@ def evaluate_test(model, cfg, test: BridgeSplit, visual, objectives=TEST_OBJECTI
         start = time.perf_counter()
         predictions = generate_rows(model, cfg, visual, generate_for, cfg.eval.batch_size)
         seconds = time.perf_counter() - start
+        if generated is not None:
+            generated[objective] = predictions
         metrics[objective] = (answer_accuracy(predictions, generate_for.targets) if objective == "vqa"
-                         else caption_metrics(predictions, generate_for, test, references=rows))  # fmt: skip
+                              else caption_metrics(predictions, generate_for, test, references=rows))  # fmt: skip
         metrics[objective]["generation_seconds"] = round(seconds, 1)
     return metrics
 
 
-def report_samples(model, cfg, test: BridgeSplit, visual, n: int = 8) -> dict[str, list]:
+def report_samples(
+    model, cfg, test: BridgeSplit, visual, n: int = 8, generated: dict[str, list[str]] | None = None
+) -> dict[str, list]:
     """The first `n` test rows of each objective with their generated text, for the report:
-    (image, prompt, reference, generated)."""
+    (image, prompt, reference, generated). Where `evaluate_test` generated an objective's texts (`generated`, from
+    the same first rows), those are shown — at most as many as it scored — instead of generating again."""
     samples: dict[str, list] = {}
     for objective in TEST_OBJECTIVES:
         rows = test.rows(objective) if objective == "vqa" else test.rows(objective).one_per_image()
-        rows = rows.select(range(min(n, len(rows))))
+        done = (generated or {}).get(objective, [])
+        rows = rows.select(range(min(n, len(rows), len(done) or n)))
         if len(rows):
-            predictions = generate_rows(model, cfg, visual, rows, cfg.eval.batch_size)
+            predictions = done[: len(rows)] if done else generate_rows(model, cfg, visual, rows, cfg.eval.batch_size)
             rows_with_text = zip(rows.image_index.tolist(), rows.prompts, rows.targets, predictions, strict=True)
             samples[objective] = [(int(i), p, t, g) for i, p, t, g in rows_with_text]
     return samples

@@ -190,5 +190,5 @@ def load_run_for(run: str | Path | RunRef, operation: str, *, device: str = "cpu
     """`load_run` for one operation ("predict", "ask", "search", …): a TaskError naming the task and what it supports
     when the run's task cannot do it."""
     ref = resolve_run(run)
-    ref.task.require(operation, ref.path)
+    ref.task.require(operation, ref.path if isinstance(run, RunRef) else run)  # as the user named it
     return load_run(ref, device=device)

@@ -147,7 +147,8 @@ def write_bridge_report(run_dir: Path, cfg, summary: dict, samples: dict[str, li
              "", f"Training: {summary['train_seconds']} s ({summary['trainable_parameters']:,} trainable parameters, "
              f"{summary['weights_bytes'] / 1e6:.1f} MB of weights).", ""]  # fmt: skip
     for stage in summary["stages"]:
-        lines.append(f"- stage {stage['objective']}: {stage['epochs']} epoch(s), best val accuracy "
+        objective = stage.get("objective", stage.get("task"))  # runs trained before the task registry say "task"
+        lines.append(f"- stage {objective}: {stage['epochs']} epoch(s), best val accuracy "
                      f"{stage['best_val_accuracy']:.4f}, {stage['seconds']} s")  # fmt: skip
     lines += ["", "## Test", "", "```json", json.dumps(summary["test"], indent=1), "```", "", "## Samples", ""]
     shown = [s for objective in ("vqa", "caption") for s in samples.get(objective, [])[:4]]

@@ -24,7 +24,7 @@ from vlfuse.errors import DataError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PreparedData", "prepare_data", "prepare_inputs"]
+__all__ = ["prepare_data", "prepare_inputs"]  # the types live in vlfuse.data.splits
 
 
 def prepare_data(

@@ -85,6 +85,9 @@ def _use_classify(run_dir: Path, cli, image: str) -> None:
     shown = json.loads(done.stdout)
     assert [p["label"] for p in shown] == [p.label for p in top] and len(top) == 3
     assert [p["probability"] for p in shown] == pytest.approx([p.probability for p in top], abs=1e-6)
+    for bad in (0, -3, 2.5):
+        with pytest.raises(ValueError, match="top_k must be an integer of at least 1"):
+            run.predict(image=image, text=question, top_k=bad)
 
 
 def _use_retrieval(run_dir: Path, cli, image: str) -> None:

@@ -152,7 +152,10 @@ class ClassifyRun:
         return self.objective.probabilities(self.model(batch)).cpu()
 
     def predict(self, image: str | Path | None = None, text: str | None = None, *, top_k: int = 3) -> list[Prediction]:
-        """Top-k labels with probabilities for one image + text; a model that reads both does with either alone."""
+        """Top-k labels with probabilities for one image + text; a model that reads both does with either alone.
+        `top_k` is an integer ≥ 1 (more than the run's labels returns them all)."""
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+            raise ValueError(f"top_k must be an integer of at least 1, got {top_k!r}")
         probs = self.predict_proba([image] if image is not None else None, [text] if text is not None else None)[0]
         order = probs.argsort(descending=True)[: min(top_k, len(probs))]
         return [Prediction(self.label_names[i], float(probs[i])) for i in order.tolist()]

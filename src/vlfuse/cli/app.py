@@ -64,22 +64,13 @@ def print_metrics(metrics: dict[str, Any], title: str = "metrics") -> None:
 
 
 def main() -> None:
+    """The `vlfuse` command. Click runs in its standalone mode, so a usage error (no arguments, an unknown command or
+    option, a value of the wrong type) prints the usual usage screen and exits 2 — whichever click the installed typer
+    bundles; vlfuse's own errors print one line and exit 2."""
     try:
-        app(standalone_mode=False)
-    except VLFuseError as err:
+        app(prog_name="vlfuse")
+    except (VLFuseError, ValueError, FileNotFoundError) as err:
         err_console.print(f"[red]error:[/red] {err}")
         sys.exit(2)
-    except (ValueError, FileNotFoundError) as err:
-        err_console.print(f"[red]error:[/red] {err}")
-        sys.exit(2)
-    except typer.Exit as exit_:
-        sys.exit(exit_.exit_code)
-    except (typer.Abort, KeyboardInterrupt):
+    except KeyboardInterrupt:
         sys.exit(130)
-    except Exception as err:  # click usage errors
-        import click
-
-        if isinstance(err, click.ClickException):
-            err.show()
-            sys.exit(err.exit_code)
-        raise

@@ -42,7 +42,7 @@ def search(
     run: Annotated[str, typer.Argument(help="retrieval run directory")],
     index_file: Annotated[Path, typer.Argument(metavar="INDEX", help="index file from `vlfuse index`")],
     query: Annotated[str, typer.Argument(help="a text, or the path of an image file")],
-    k: Annotated[int, typer.Option("-k", "--top-k", help="how many results")] = 5,
+    k: Annotated[int, typer.Option("-k", "--top-k", min=1, help="how many results")] = 5,
     sheet: Annotated[Path, typer.Option(help="contact sheet PNG")] = Path("search.png"),
     json_: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:

@@ -27,7 +27,7 @@ def train(
     set_: Annotated[list[str] | None, typer.Option("--set", help="override a key: --set train.epochs=3")] = None,
     run_dir: Annotated[Path | None, typer.Option(help="where to write the run (default runs/<config>-<time>)")] = None,
     resume: Annotated[Path | None, typer.Option(help="continue this run directory from its last checkpoint")] = None,
-    nproc: Annotated[int, typer.Option(help="processes (DistributedDataParallel via torchrun)")] = 1,
+    nproc: Annotated[int, typer.Option(min=1, help="processes (DistributedDataParallel via torchrun)")] = 1,
     stop_after_epochs: Annotated[int | None, typer.Option(hidden=True)] = None,
     overwrite: Annotated[bool, typer.Option(help="replace an existing run in --run-dir")] = False,
     verbose: bool = False,
@@ -206,8 +206,8 @@ def data_show(
 def compare(
     config: Annotated[Path, typer.Argument(help="experiment YAML: data, encoders, head and training budget")],
     fusions: Annotated[str, typer.Option(help="comma-separated fusion names, or 'all'")] = "all",
-    seeds: Annotated[int, typer.Option(help="seeds per method")] = 3,
-    jobs: Annotated[int | None, typer.Option(help="parallel training processes (default: min(cores, 2))")] = None,
+    seeds: Annotated[int, typer.Option(min=1, help="seeds per method")] = 3,
+    jobs: Annotated[int | None, typer.Option(min=1, help="parallel training processes (default: min(cores, 2))")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="override a key for every run")] = None,
     out: Annotated[Path | None, typer.Option(help="output folder (default runs/compare-<config>)")] = None,
 ) -> None:
@@ -241,13 +241,13 @@ def serve(
         Path | None, typer.Option(help="the retrieval run that built --index (default: the run the index records)")
     ] = None,
     host: Annotated[str, typer.Option(help="interface to listen on (0.0.0.0: every interface)")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port")] = 8000,
     backend: Annotated[str, typer.Option(help="torch, onnx or onnx-int8 (onnx: after `vlfuse export`)")] = "torch",
-    max_upload_bytes: Annotated[int, typer.Option(help="largest image file in bytes")] = 5 * 1024 * 1024,
-    max_pixels: Annotated[int, typer.Option(help="largest image in width x height pixels")] = 4096 * 4096,
+    max_upload_bytes: Annotated[int, typer.Option(min=1, help="largest image file in bytes")] = 5 * 1024 * 1024,
+    max_pixels: Annotated[int, typer.Option(min=1, help="largest image in width x height pixels")] = 4096 * 4096,
     formats: Annotated[str, typer.Option(help="accepted image formats, comma-separated")] = "PNG,JPEG,WEBP,GIF,BMP",
-    max_text_chars: Annotated[int, typer.Option(help="longest text, question or query in characters")] = 1000,
-    max_batch: Annotated[int, typer.Option(help="most requests gathered into one model call")] = 32,
+    max_text_chars: Annotated[int, typer.Option(min=1, help="longest text, question or query in characters")] = 1000,
+    max_batch: Annotated[int, typer.Option(min=1, help="most requests gathered into one model call")] = 32,
     max_wait_ms: Annotated[float, typer.Option(help="longest a request waits for others to join its batch")] = 5.0,
     log_level: Annotated[str, typer.Option(help="uvicorn log level (info logs every request)")] = "info",
 ) -> None:

@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 from tiny_configs import TINY_CONFIGS
 
 import vlfuse
+from vlfuse.errors import DataError
 from vlfuse.task import TASKS, resolve_run
 
 OPERATIONS = ("predict", "export", "robustness", "ask", "caption", "index", "search", "zeroshot")
@@ -109,6 +110,11 @@ def _use_bridge(run_dir: Path, cli, image: str) -> None:
     done = cli("ask", str(run_dir), image, "what color is the shape?", "--no-stream")
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip() == answer
+    for empty in ("", "   ", "\x00\x00", "\t\n"):
+        with pytest.raises(DataError, match="the question is empty"):
+            bridge.ask(bridge.load_images([image]), [empty])
+    refused = cli("ask", str(run_dir), image, " ", "--no-stream")
+    assert refused.returncode == 2 and "the question is empty" in refused.stderr, refused.stderr[-3000:]
 
 
 USE = {"classify": _use_classify, "retrieval": _use_retrieval, "bridge": _use_bridge}

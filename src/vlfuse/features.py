@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from vlfuse.atomic import atomic_write
 from vlfuse.data.transforms import ImagePreprocessor
 from vlfuse.pretrained import cache_root
 from vlfuse.types import EncoderOutput
@@ -92,8 +92,6 @@ def cached_features(
     out = compute_features(encoder, images, preprocess, batch_size=batch_size)
     log.info("image features: %d computed in %.1f s, cached as %s", len(images), time.perf_counter() - started,
              path.name)  # fmt: skip
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_file({"tokens": out.tokens.contiguous(), "pooled": out.pooled.contiguous()}, str(tmp))
-    os.replace(tmp, path)
+    tensors = {"tokens": out.tokens.contiguous(), "pooled": out.pooled.contiguous()}
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp)))
     return out

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from vlfuse.data.text import TextTokenizer, clean_text
+from vlfuse.data.text import TextTokenizer, clean_text, require_text
 from vlfuse.errors import DataError
 
 TEXTS = ["What colour is the shape?", "Is there a red circle?", "the shape is blue", "what is it"]
@@ -84,3 +84,16 @@ def test_load_errors(tmp_path: Path) -> None:
 def test_train_on_empty_texts() -> None:
     with pytest.raises(DataError, match="empty after cleaning"):
         TextTokenizer.train(["", "?!"])
+
+
+@pytest.mark.parametrize("empty", ["", "  ", "\t\n", "\x00" * 5, " \x00\x1f\u200b "])
+def test_require_text_refuses_empty_by_one_rule(empty) -> None:
+    with pytest.raises(DataError, match="field 'q' is empty"):
+        require_text(empty, "field 'q'")
+
+
+def test_require_text_strips_controls_and_counts_characters_not_bytes() -> None:
+    assert require_text("  what\x00 colour?\n", "q") == "what colour?"
+    assert require_text("é" * 10, "q", max_chars=10) == "é" * 10  # 20 bytes in UTF-8, 10 characters
+    with pytest.raises(DataError, match=r"q is too long: 11 characters; expected at most 10"):
+        require_text("é" * 11, "q", max_chars=10)

@@ -19,6 +19,7 @@ from vlfuse.bridge.generate import GenerationConfig, OnText, generate_texts
 from vlfuse.bridge.language_model import load_language_model
 from vlfuse.bridge.model import BridgeModel
 from vlfuse.data.images import load_images
+from vlfuse.data.text import require_text
 from vlfuse.data.transforms import ImagePreprocessor
 from vlfuse.errors import DataError
 from vlfuse.registry import IMAGE_ENCODERS
@@ -99,7 +100,13 @@ class BridgeRun:
         self, images: Tensor, questions: Sequence[str], gen: GenerationConfig | None = None,
         on_text: OnText | None = None,
     ) -> list[str]:  # fmt: skip
-        """Free-form answers to questions about images (one question per image)."""
+        """Free-form answers to questions about images (one question per image).
+
+        Raises:
+            DataError: a question is empty (only whitespace or control characters; see `data.text.require_text`).
+        """
+        questions = [require_text(q, f"question {i + 1}" if len(questions) > 1 else "the question")
+                     for i, q in enumerate(questions)]  # fmt: skip
         return self.generate(images, questions, gen, on_text)
 
     def caption(self, images: Tensor, gen: GenerationConfig | None = None, on_text: OnText | None = None) -> list[str]:

@@ -207,7 +207,9 @@ def compare(
     config: Annotated[Path, typer.Argument(help="experiment YAML: data, encoders, head and training budget")],
     fusions: Annotated[str, typer.Option(help="comma-separated fusion names, or 'all'")] = "all",
     seeds: Annotated[int, typer.Option(min=1, help="seeds per method")] = 3,
-    jobs: Annotated[int | None, typer.Option(min=1, help="parallel training processes (default: min(cores, 2))")] = None,
+    jobs: Annotated[
+        int | None, typer.Option(min=1, help="parallel training processes (default: min(cores, 2))")
+    ] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="override a key for every run")] = None,
     out: Annotated[Path | None, typer.Option(help="output folder (default runs/compare-<config>)")] = None,
 ) -> None:

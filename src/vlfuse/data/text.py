@@ -49,6 +49,22 @@ def clean_text(text: str, *, lowercase: bool = True, strip_punctuation: bool = T
     return " ".join(text.split())
 
 
+def require_text(value: str, what: str, *, max_chars: int | None = None) -> str:
+    """A text a user gave (a question, a post, a query), under one rule everywhere: control characters (NUL and the
+    other Unicode "C" categories except tab and newline) are removed, surrounding whitespace is stripped, and what is
+    left must be non-empty and at most `max_chars` characters long.
+
+    Raises:
+        DataError: naming `what`: empty (nothing but whitespace or control characters), or too long.
+    """
+    kept = "".join(ch for ch in value if ch in "\t\n" or not unicodedata.category(ch).startswith("C")).strip()
+    if not kept:
+        raise DataError(f"{what} is empty (nothing but whitespace or control characters); expected a non-empty text")
+    if max_chars is not None and len(kept) > max_chars:
+        raise DataError(f"{what} is too long: {len(kept):,} characters; expected at most {max_chars:,}")
+    return kept
+
+
 class TextTokenizer:
     """Cleans text with `clean_text`, then maps it to ids with a trained HF tokenizer.
 

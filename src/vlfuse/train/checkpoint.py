@@ -1,7 +1,7 @@
 """Atomic safetensors checkpoints holding model, optimizer, scheduler, RNG and trainer state in one file.
 
-One file per checkpoint, written to a temporary name in the same folder, fsynced, then `os.replace`d over the
-old one: a crash at any point leaves either the old complete checkpoint or the new complete one, never a mix.
+One file per checkpoint, written atomically (`vlfuse.atomic`): a crash at any point leaves either the old complete
+checkpoint or the new complete one, never a mix; `recover_interrupted_writes` settles what a crash left behind.
 Non-tensor state (optimizer hyper-parameters, scheduler, trainer counters) travels as JSON in the safetensors
 metadata, so no pickle is ever loaded.
 """
@@ -9,6 +9,7 @@ metadata, so no pickle is ever loaded.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -18,28 +19,17 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from vlfuse.atomic import atomic_write, stray_temp_files
 from vlfuse.errors import CheckpointError
+
+log = logging.getLogger(__name__)
+TRAINING_STATE_FORMAT = "vlfuse-training-state-1"
 
 
 def atomic_save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
     """Write a safetensors file so that `path` is only ever replaced by a complete file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        contiguous = {k: v.detach().cpu().clone().contiguous() for k, v in tensors.items()}  # unshare storage
-        save_file(contiguous, str(tmp), metadata=metadata)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    contiguous = {k: v.detach().cpu().clone().contiguous() for k, v in tensors.items()}  # unshare storage
+    atomic_write(path, lambda tmp: save_file(contiguous, str(tmp), metadata=metadata))
 
 
 def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -79,7 +69,7 @@ def save_training_state(
     tensors.update(optim_tensors)
     tensors["rng.torch"] = torch.get_rng_state()
     metadata = {
-        "format": "vlfuse-training-state-1",
+        "format": TRAINING_STATE_FORMAT,
         "optimizer": json.dumps(optim_meta),
         "scheduler": json.dumps(scheduler.state_dict()),
         "trainer": json.dumps(trainer_state),
@@ -111,7 +101,7 @@ def load_training_state(
 ) -> dict[str, Any]:
     """Restore model, optimizer, scheduler and RNG from `path`; return the trainer state dict."""
     tensors, metadata = read_checkpoint(path)
-    if metadata.get("format") != "vlfuse-training-state-1":
+    if metadata.get("format") != TRAINING_STATE_FORMAT:
         raise CheckpointError(f"checkpoint '{path}' is not a vlfuse training state (format={metadata.get('format')})")
     model_state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     try:
@@ -147,3 +137,37 @@ def claim_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
             "or pass --overwrite to replace it"
         )
     shutil.rmtree(run_dir)
+
+
+def _trained_epochs(path: Path) -> int | None:
+    """The epochs a complete training-state file records, or None when it is incomplete or no training state."""
+    try:
+        _, metadata = read_checkpoint(path)
+        if metadata.get("format") != TRAINING_STATE_FORMAT:
+            return None
+        return int(json.loads(metadata["trainer"])["epoch"])
+    except (CheckpointError, KeyError, ValueError, TypeError):
+        return None
+
+
+def recover_interrupted_writes(run_dir: Path) -> list[str]:
+    """Settle the temporary files a killed run left under `run_dir`; returns what was done, one line each.
+
+    A training state that was written completely (verified by reading it back: every tensor present, the trainer
+    state parsed) but not yet moved into place, and is further along than the checkpoint it was to replace, takes that
+    checkpoint's place. Every other temporary file is removed: a half-written one, best weights (re-saved when their
+    epoch trains again) and any other file a later write recreates.
+    """
+    done: list[str] = []
+    for tmp, target in stray_temp_files(run_dir):
+        tmp_epochs = _trained_epochs(tmp)
+        current = _trained_epochs(target) if target.exists() else None
+        if tmp_epochs is not None and (current is None or tmp_epochs > current):
+            os.replace(tmp, target)
+            done.append(f"{target}: completed from {tmp.name} (epoch {tmp_epochs}, written before the interruption)")
+        else:
+            tmp.unlink()
+            done.append(f"{tmp}: removed (an interrupted write)")
+    for line in done:
+        log.info("%s", line)
+    return done

@@ -21,7 +21,6 @@ class ProgressBar(Callback):
         self.loss = float("nan")
 
     def _new_epoch(self, trainer: Trainer) -> None:
-        self.samples, self.started = 0, time.perf_counter()
         description = f"epoch {trainer.state.epoch + 1}/{trainer.cfg.epochs}"
         self.task_id = self.progress.add_task(description, total=len(trainer.train_loader), rate="", loss="")
 
@@ -33,12 +32,20 @@ class ProgressBar(Callback):
             TextColumn("{task.fields[rate]}"), TextColumn("{task.fields[loss]}"), TimeElapsedColumn(),
             console=self.console, transient=False,
         )  # fmt: skip
+        if trainer.state.epoch >= trainer.cfg.epochs or trainer.state.stopped_early:
+            how = "stopped early" if trainer.state.stopped_early else "trained"
+            self.console.print(f"all {trainer.state.epoch} epoch(s) of this stage were already {how}; nothing left "
+                               "to train")  # fmt: skip
+            self.progress = None
+            return
         self.progress.start()
-        self._new_epoch(trainer)
+        self.samples, self.started = 0, time.perf_counter()
 
     def on_step_end(self, trainer: Trainer, loss: float, batch_size: int) -> None:
         if self.progress is None:
             return
+        if self.task_id is None:
+            self._new_epoch(trainer)
         self.samples += batch_size
         self.loss = loss if self.loss != self.loss else 0.9 * self.loss + 0.1 * loss
         rate = self.samples / max(1e-9, time.perf_counter() - self.started)
@@ -53,8 +60,8 @@ class ProgressBar(Callback):
             f"val loss {record.get('val_loss', float('nan')):.4f}  val {trainer.monitor} {metric:.4f}  "
             f"{record['train_samples_per_s']:,.0f} samples/s"
         )
-        if trainer.state.epoch < trainer.cfg.epochs and not trainer.state.stopped_early:
-            self._new_epoch(trainer)
+        self.task_id = None  # the next epoch's bar appears with its first step
+        self.samples, self.started = 0, time.perf_counter()
 
     def on_train_end(self, trainer: Trainer) -> None:
         if self.progress is not None:

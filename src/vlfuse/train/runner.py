@@ -27,7 +27,7 @@ from torch import nn
 from vlfuse.config import TrainConfig, save_config
 from vlfuse.errors import ConfigError
 from vlfuse.task import get_task
-from vlfuse.train.checkpoint import claim_run_dir, load_model_weights
+from vlfuse.train.checkpoint import claim_run_dir, load_model_weights, recover_interrupted_writes
 from vlfuse.train.distributed import DistContext, init_distributed, shutdown_distributed
 from vlfuse.train.trainer import BEST_WEIGHTS, LAST_CHECKPOINT, Callback, MetricsLogger, Trainer, TrainerState
 from vlfuse.types import Batch
@@ -116,6 +116,13 @@ class TrainingTask:
         raise NotImplementedError
 
 
+def has_trained(run_dir: Path) -> bool:
+    """Whether `run_dir` holds a checkpoint or a finished stage to continue from."""
+    return (run_dir / LAST_CHECKPOINT).is_file() or any(run_dir.glob(f"stages/*/{LAST_CHECKPOINT}")) or any(
+        run_dir.glob("stages/*/done.json")
+    )
+
+
 def _stage_dir(run_dir: Path, index: int, stage: Stage, count: int) -> Path:
     return run_dir if count == 1 else run_dir / "stages" / f"{index}-{stage.name}"
 
@@ -142,6 +149,9 @@ def run_training(
     Raises:
         ConfigError: several processes for a task that trains in one, or an unusable device.
         CheckpointError: `run_dir` already holds a run and neither resume nor overwrite was asked for.
+
+    A resumed run first settles what an interruption left (`recover_interrupted_writes`); one that holds no
+    checkpoint yet starts from the beginning, config.yaml and metadata rewritten.
     """
     started = time.perf_counter()
     run_dir = Path(run_dir)
@@ -152,9 +162,16 @@ def run_training(
         raise ConfigError(f"task '{info.name}' trains in one process; run it without --nproc")
     if int(os.environ.get("RANK", "0")) == 0:
         claim_run_dir(run_dir, resume=resume, overwrite=overwrite)
+        if resume:
+            recover_interrupted_writes(run_dir)
     device = resolve_device(cfg.train.device)
     dist_ctx = init_distributed(device)
     try:
+        if resume and not dist_ctx.broadcast_flag(has_trained(run_dir)):  # rank 0 decides, after its recovery
+            if dist_ctx.is_main:
+                log.warning("%s holds no checkpoint yet (it was interrupted before its first epoch ended): "
+                            "training it from the beginning", run_dir)  # fmt: skip
+            resume = False
         torch.set_num_threads(cfg.train.threads or max(1, (os.cpu_count() or 1) // dist_ctx.world_size))
         if dist_ctx.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from vlfuse.atomic import atomic_write_text
 from vlfuse.config import TrainConfig
 from vlfuse.train.checkpoint import load_training_state, save_model_weights, save_training_state
 from vlfuse.train.distributed import DistContext
@@ -217,7 +218,12 @@ class Trainer:
 
 
 class MetricsLogger(Callback):
-    """Appends one JSON line per epoch to metrics.jsonl and writes TensorBoard events beside it."""
+    """Appends one JSON line per epoch to metrics.jsonl and writes TensorBoard events beside it.
+
+    The checkpoint carries the epoch history, so at the start of every call to `fit` metrics.jsonl is rewritten from
+    it: a run killed between its checkpoint write and the log append, or after a partial line, ends with one line per
+    trained epoch all the same.
+    """
 
     def __init__(self, run_dir: Path, log_every: int) -> None:
         self.run_dir = Path(run_dir)
@@ -225,6 +231,9 @@ class MetricsLogger(Callback):
         self.writer = None
 
     def on_train_start(self, trainer: Trainer) -> None:
+        if trainer.dist.is_main:
+            lines = "".join(json.dumps(record) + "\n" for record in trainer.state.history)
+            atomic_write_text(self.run_dir / "metrics.jsonl", lines)
         if trainer.dist.is_main and self.writer is None:
             from torch.utils.tensorboard import SummaryWriter
 

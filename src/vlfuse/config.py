@@ -62,8 +62,23 @@ class DataConfig(Section):
     test_limit: int | None = Field(None, ge=1)
     on_error: Literal["raise", "skip"] = "raise"  # skip: bad rows are skipped and listed, never silently
     options: dict[str, Any] = Field(default_factory=dict)  # dataset-specific options (e.g. pairs_per_image)
-    root: str | None = None  # folder holding a built-in dataset's files, when not at its default place
+    root: str | None = None  # tables: the folder image paths must stay inside (default: the table's folder, which
+    # relative paths resolve against); built-in datasets: the folder holding their files, when not at its default place
+    allow_outside_root: bool = True  # tables: False refuses image paths that leave data.root ('../x.png', '/etc/...');
+    # True keeps them with a warning
+    encoding: str = "utf-8"  # text encoding of CSV / TSV / JSON(L) tables (e.g. latin-1, cp1252)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, v: str) -> str:
+        import codecs
+
+        try:
+            codecs.lookup(v)
+        except LookupError:
+            raise ValueError(f"unknown text encoding {v!r}; expected e.g. utf-8, latin-1, cp1252") from None
+        return v
 
 
 class ModelConfig(Section):

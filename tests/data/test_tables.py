@@ -142,3 +142,73 @@ def test_all_rows_bad(tmp_path: Path) -> None:
     df = pd.DataFrame({"image": ["a.png"], "text": ["x"], "label": ["y"]})
     with pytest.raises(DataError, match="all 1 rows are bad"):
         load_table_split(df, CFG.model_copy(update={"on_error": "skip"}), base_dir=tmp_path)
+
+
+def _with_paths(root: Path, df: pd.DataFrame, cells: dict[int, str]) -> Path:
+    """The table under root/tables/ (so its images sit one folder up), with some image cells replaced."""
+    df = df.copy()
+    df["image"] = ["../" + p for p in df["image"]]
+    for row, cell in cells.items():
+        df.loc[row, "image"] = cell
+    (root / "tables").mkdir()
+    return write(df, root / "tables" / "t.csv")
+
+
+def test_image_paths_outside_the_data_root_are_refused_when_asked(image_table, caplog) -> None:
+    root, df = image_table
+    outside = root.parent / f"{root.name}-outside.png"
+    outside.write_bytes((root / "imgs" / "red.png").read_bytes())
+    df = df.copy()
+    df.loc[2, "image"], df.loc[5, "image"] = f"../{outside.name}", "/etc/passwd"
+    table = write(df, root / "t.csv")
+    skip = CFG.model_copy(update={"on_error": "skip"})
+    kept = load_table_split(table, skip)  # default: kept, with a warning (/etc/passwd is no image: skipped)
+    assert len(kept) == 7 and str(outside) in kept.image_sources and [i.row for i in kept.issues] == [6]
+    assert "2 image path(s) leave the data root" in caplog.text
+    strict = skip.model_copy(update={"allow_outside_root": False})
+    raw = load_table_split(table, strict)
+    assert len(raw) == 6 and [i.row for i in raw.issues] == [3, 6]
+    assert all("leaves the data root" in i.message for i in raw.issues)
+    assert str(outside) not in raw.image_sources
+    with pytest.raises(DataError, match=r"t\.csv, row 3, column 'image': image path '\.\./.*-outside\.png' leaves the "
+                                        r"data root '.*'; expected a path inside it"):  # fmt: skip
+        load_table_split(table, strict.model_copy(update={"on_error": "raise"}))
+
+
+def test_the_table_folder_is_the_default_root(image_table, caplog) -> None:
+    root, df = image_table
+    table = _with_paths(root, df, {})  # every path is ../imgs/…: outside root/tables/
+    with pytest.raises(DataError, match=r"row 1, column 'image': image path '\.\./imgs/red\.png' leaves the data root"):
+        load_table_split(table, CFG.model_copy(update={"allow_outside_root": False}))
+    assert len(load_table_split(table, CFG)) == 8
+    assert "8 image path(s) leave the data root" in caplog.text
+    assert len(load_table_split(table, CFG.model_copy(update={"root": str(root), "allow_outside_root": False}))) == 8
+
+
+def test_a_symbolic_link_out_of_the_root_leaves_it(image_table) -> None:
+    root, df = image_table
+    (root / "tables").mkdir()
+    (root / "tables" / "link.png").symlink_to(root / "imgs" / "red.png")
+    df = df.assign(image=["link.png"] + list(df["image"][1:]))
+    with pytest.raises(DataError, match="row 1, column 'image': image path 'link.png' leaves the data root"):
+        load_table_split(write(df, root / "tables" / "t.csv"), CFG.model_copy(update={"allow_outside_root": False}))
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_a_non_utf8_byte_names_its_row_and_is_skipped_under_skip(image_table, suffix) -> None:
+    root, df = image_table
+    path = write(df, root / f"t{suffix}")
+    data = path.read_bytes()
+    path.write_bytes(data.replace(b"is it red?", b"is it r\xe9d?"))  # row 4 (latin-1 é)
+    with pytest.raises(DataError, match=r"row 4, column 'text': holds bytes that are not valid utf-8 text .*"
+                                        r"set data\.encoding"):  # fmt: skip
+        load_table_split(path, CFG)
+    raw = load_table_split(path, CFG.model_copy(update={"on_error": "skip"}))
+    assert len(raw) == 7 and [(i.row, i.column) for i in raw.issues] == [(4, "text")]
+    latin = load_table_split(path, CFG.model_copy(update={"encoding": "latin-1"}))
+    assert len(latin) == 8 and latin.texts[3] == ["is it réd?"]
+
+
+def test_an_unknown_encoding_is_a_config_error() -> None:
+    with pytest.raises(ValueError, match="unknown text encoding 'utf-99'"):
+        DataConfig(name="table", encoding="utf-99")

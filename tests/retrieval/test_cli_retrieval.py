@@ -98,3 +98,16 @@ def test_query_against_an_index_of_another_model_is_refused(run, tmp_path):
     assert proc.returncode == 2
     message = " ".join(proc.stderr.split())  # rich wraps at the console width
     assert "built by a different model" in message and f"'{other}'" in message.replace(" ", "")
+
+
+def test_an_index_table_may_not_name_images_outside_its_folder(run, tmp_path):
+    tables = tmp_path / "tables"
+    tables.mkdir()
+    Image.new("RGB", (40, 40), "red").save(tmp_path / "outside.png")
+    Image.new("RGB", (40, 40), "blue").save(tables / "inside.png")
+    (tables / "t.csv").write_text("image\ninside.png\n../outside.png\n")
+    refused = runner.invoke(app, ["index", str(run), str(tables / "t.csv"), "-o", str(tmp_path / "t.index")])
+    assert refused.exit_code != 0 and not (tmp_path / "t.index").exists()
+    assert "row 2, column 'image': image path '../outside.png' leaves the table's folder" in str(refused.exception)
+    out = cli("index", run, tables / "t.csv", "-o", tmp_path / "t.index", "--allow-outside-root")
+    assert "2 image(s) added" in out

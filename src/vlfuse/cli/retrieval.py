@@ -23,6 +23,9 @@ def index(
     backend: Annotated[str, typer.Option(help="auto, exact or hnsw (FAISS)")] = "auto",
     image_column: Annotated[str, typer.Option(help="tables: the image path column")] = "image",
     caption_column: Annotated[str, typer.Option(help="tables: the caption column (with --texts)")] = "caption",
+    allow_outside_root: Annotated[
+        bool, typer.Option(help="tables: accept image paths that leave the table's folder")
+    ] = False,
 ) -> None:
     """Embed images (or texts) of a source into an index file for `vlfuse search`."""
     from vlfuse.retrieval.search import build_index
@@ -30,7 +33,8 @@ def index(
 
     target = out or Path(f"{Path(source.replace(':', '-')).name or 'index'}{'-texts' if texts else ''}.index")
     report = build_index(load_run_for(run, "index"), source, target, texts=texts, append=append, overwrite=overwrite,
-                         backend=backend, image_column=image_column, caption_column=caption_column)  # fmt: skip
+                         backend=backend, image_column=image_column, caption_column=caption_column,
+                         allow_outside_root=allow_outside_root)  # fmt: skip
     console.print(
         f"{report.path}: {report.added:,} {report.kind}(s) added, {report.total:,} in all, {report.backend} search; "
         f"{report.seconds:.1f} s (embedding {report.embed_seconds:.1f} s, index {report.index_seconds:.1f} s)"

@@ -34,6 +34,7 @@ def train(
 ) -> None:
     """Train a model of any task (the config's `task` key); writes a run directory with metrics, report and weights."""
     from vlfuse.api import default_run_dir
+    from vlfuse.errors import CheckpointError
     from vlfuse.task import load_config
     from vlfuse.train.distributed import launch
     from vlfuse.train.progress import ProgressBar
@@ -42,6 +43,11 @@ def train(
     setup_logging(verbose)
     if resume is not None:
         target = resume
+        if not (resume / "config.yaml").is_file():
+            raise CheckpointError(
+                f"'{resume}' holds no run to continue (no config.yaml: it was stopped before it started); start it "
+                f"again with `vlfuse train CONFIG --run-dir {resume}`"
+            )
         cfg = load_config(resume / "config.yaml", set_ or None)
     elif config is None:
         raise typer.BadParameter("give a CONFIG file or --resume RUN")

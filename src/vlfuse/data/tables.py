@@ -27,6 +27,7 @@ _FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl",
 _FORMATS[".pq"] = "parquet"
 _COMPRESSION = (".gz", ".bz2", ".xz", ".zst", ".zip")
 DATAFRAME = "<DataFrame>"
+UNDECODABLE = "vlfuse_undecodable"  # DataFrame.attrs key: the encoding some of the file's bytes were not valid in
 
 
 def table_format(path: Path) -> str:
@@ -43,10 +44,23 @@ def table_format(path: Path) -> str:
     return fmt
 
 
-def read_table(source: str | Path | pd.DataFrame) -> pd.DataFrame:
+def _read(path: Path, fmt: str, encoding: str, errors: str) -> pd.DataFrame:
+    if fmt in ("csv", "tsv"):
+        return pd.read_csv(path, sep="," if fmt == "csv" else "\t", dtype=str, keep_default_na=False, na_values=[""],
+                           encoding=encoding, encoding_errors=errors)  # fmt: skip
+    if fmt in ("jsonl", "json"):
+        return pd.read_json(path, lines=fmt == "jsonl", orient=None if fmt == "jsonl" else "records", dtype=False,
+                            encoding=encoding, encoding_errors=errors)  # fmt: skip
+    return pd.read_parquet(path)
+
+
+def read_table(source: str | Path | pd.DataFrame, encoding: str = "utf-8") -> pd.DataFrame:
     """Read a table file (or copy a DataFrame) into a DataFrame with a fresh 0-based index.
 
-    CSV/TSV cells are read as strings (only empty cells count as missing), so texts like "NA" survive.
+    CSV/TSV cells are read as strings (only empty cells count as missing), so texts like "NA" survive. Text files are
+    decoded as `encoding`; when some bytes are not valid in it, the file is read again with those bytes replaced by
+    U+FFFD and `df.attrs[UNDECODABLE]` set to the encoding, so `table_to_raw` reports (or skips) exactly the rows
+    that hold them, by row and column, instead of failing the whole table.
 
     Raises:
         DataError: missing file, unknown extension, unreadable/malformed content.
@@ -59,19 +73,24 @@ def read_table(source: str | Path | pd.DataFrame) -> pd.DataFrame:
         what = "is a folder, not a file" if path.is_dir() else "does not exist"
         raise DataError(f"table file '{path}' {what}; expected a {fmt.upper()} file")
     try:
-        if fmt in ("csv", "tsv"):
-            df = pd.read_csv(path, sep="," if fmt == "csv" else "\t", dtype=str, keep_default_na=False, na_values=[""])
-        elif fmt == "jsonl":
-            df = pd.read_json(path, lines=True, dtype=False)
-        elif fmt == "json":
-            df = pd.read_json(path, orient="records", dtype=False)
-        else:
-            df = pd.read_parquet(path)
+        try:
+            df = _read(path, fmt, encoding, "strict")
+        except UnicodeDecodeError:
+            df = _read(path, fmt, encoding, "replace")
+            df.attrs[UNDECODABLE] = encoding
     except pd.errors.EmptyDataError:
         raise DataError(f"table file '{path}' is empty; expected a header row and data rows") from None
     except Exception as err:  # pandas / pyarrow raise many types for malformed input
         raise DataError(f"table file '{path}' cannot be read as {fmt.upper()}: {type(err).__name__}: {err}") from None
     return df.reset_index(drop=True)
+
+
+def resolve_image_path(cell: str, base: str, root: str) -> tuple[str, bool]:
+    """The path a table cell names, resolved against `base` (the table's folder), and whether it leaves `root`
+    (after following symbolic links, so a link out of the folder counts as leaving it)."""
+    path = os.path.normpath(os.path.join(base, os.path.expanduser(cell)))
+    real_root = os.path.realpath(root)
+    return path, os.path.commonpath([os.path.realpath(path), real_root]) != real_root
 
 
 def check_columns(df: pd.DataFrame, required: Sequence[str], file: str) -> None:
@@ -113,6 +132,47 @@ def _cell_labels(value: Any, separator: str) -> list[str] | None:
     return names or None
 
 
+def _undecodable_cells(df: pd.DataFrame, columns: list[str]) -> dict[int, tuple[str, str]]:
+    """position → (column, message) for rows with a cell holding bytes the file's encoding could not decode."""
+    encoding = df.attrs.get(UNDECODABLE)
+    found: dict[int, tuple[str, str]] = {}
+    for col in columns if encoding else []:
+        for pos, value in enumerate(df[col].tolist()):
+            if isinstance(value, str) and "\ufffd" in value and pos not in found:
+                hint = "set data.encoding to the file's encoding, e.g. latin-1 or cp1252"
+                found[pos] = (col, f"holds bytes that are not valid {encoding} text (shown as '\ufffd': "
+                                   f"{value[:60]!r}); {hint}")  # fmt: skip
+    return found
+
+
+def _image_paths(
+    cells: list[Any], cfg: DataConfig, base: str, problems: dict[int, tuple[str, str]], file: str,
+    row_numbers: list[int],
+) -> list[str | None]:  # fmt: skip
+    """Each row's image path resolved against `base` (None for a bad row, whose problem goes into `problems`). Paths
+    that leave the data root (`cfg.root`, default `base`) are refused when `cfg.allow_outside_root` is false, else
+    kept with one warning."""
+    root = os.path.abspath(cfg.root) if cfg.root else base
+    paths: list[str | None] = []
+    outside: list[int] = []
+    for pos, value in enumerate(cells):
+        text = _cell_text(value)
+        path, leaves = resolve_image_path(text, base, root) if text is not None else (None, False)
+        if text is None:
+            problems.setdefault(pos, (cfg.image_column, "empty image path; expected a path to an image file"))
+        elif leaves and not cfg.allow_outside_root:
+            message = f"image path {text!r} leaves the data root '{root}'; expected a path inside it"
+            problems.setdefault(pos, (cfg.image_column, f"{message} (data.allow_outside_root is false)"))
+        elif leaves:
+            outside.append(pos)
+        paths.append(path if pos not in problems else None)
+    if outside:
+        log.warning("%s: %d image path(s) leave the data root '%s' (first: row %d, %r); set data.allow_outside_root: "
+                    "false to refuse them", file, len(outside), root, row_numbers[outside[0]],
+                    _cell_text(cells[outside[0]]))  # fmt: skip
+    return paths
+
+
 def table_to_raw(
     df: pd.DataFrame,
     cfg: DataConfig,
@@ -136,16 +196,11 @@ def table_to_raw(
         raise DataError(f"table '{file}' has no data rows")
     row_numbers = [int(i) + 1 for i in df.index]
     problems: dict[int, tuple[str, str]] = {}  # position -> (column, message), first problem per row
-
+    for pos, problem in _undecodable_cells(df, [c for c in [image_col, *text_cols, label_col] if c]).items():
+        problems.setdefault(pos, problem)
     paths: list[str | None] = []
     if image_col:
-        for pos, value in enumerate(df[image_col].tolist()):
-            text = _cell_text(value)
-            if text is None:
-                problems[pos] = (image_col, "empty image path; expected a path to an image file")
-                paths.append(None)
-            else:
-                paths.append(os.path.normpath(os.path.join(base_dir, os.path.expanduser(text))))
+        paths = _image_paths(df[image_col].tolist(), cfg, str(base_dir), problems, file, row_numbers)
     texts: list[list[str]] | None = [[] for _ in range(len(df))] if text_cols else None
     for col in text_cols:
         for pos, value in enumerate(df[col].tolist()):
@@ -220,11 +275,11 @@ def load_table_split(
         source: table path or DataFrame.
         cfg: the data config (columns, image size / channels, objective, on_error).
         base_dir: folder that relative image paths resolve against; default: the table's folder, or the current
-            directory for a DataFrame.
+            directory for a DataFrame. Paths must stay inside `cfg.root` (default: this folder); see `_image_paths`.
         limit: keep at most this many rows, a random sample (by `seed`) kept in table order, chosen before decoding.
         with_labels: False to read a table without a label column (prediction).
     """
-    df = read_table(source)
+    df = read_table(source, cfg.encoding)
     if isinstance(source, pd.DataFrame):
         file, folder = DATAFRAME, Path(base_dir) if base_dir is not None else Path.cwd()
     else:

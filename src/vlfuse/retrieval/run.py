@@ -27,6 +27,9 @@ from vlfuse.train.checkpoint import load_model_weights
 WEIGHTS = "model.safetensors"
 
 
+READING_ONLY_KEYS = {"allow_outside_root", "encoding"}  # how a table is read, not what the model computes
+
+
 def run_fingerprint(path: Path, cfg: RetrievalConfig) -> str:
     """sha256 (first 16 hex digits) of the weights file, the tokenizer file and the model / data config."""
     digest = hashlib.sha256()
@@ -34,8 +37,8 @@ def run_fingerprint(path: Path, cfg: RetrievalConfig) -> str:
         with open(path / name, "rb") as fh:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 digest.update(block)
-    digest.update(json.dumps({"model": cfg.model.model_dump(mode="json"), "data": cfg.data.model_dump(mode="json")},
-                             sort_keys=True).encode())  # fmt: skip
+    data = cfg.data.model_dump(mode="json", exclude=READING_ONLY_KEYS)
+    digest.update(json.dumps({"model": cfg.model.model_dump(mode="json"), "data": data}, sort_keys=True).encode())
     return digest.hexdigest()[:16]
 
 

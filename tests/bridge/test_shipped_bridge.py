@@ -74,6 +74,7 @@ def test_cli_ask_and_caption_with_the_shipped_bridge(sampled_questions):
     asked = vlfuse("ask", "easy-vqa-bridge", path, question)
     assert asked.returncode == 0, asked.stderr[-2000:]
     assert asked.stdout.strip().lower() == truth
+    assert "Loading weights" not in asked.stderr and "it/s" not in asked.stderr, asked.stderr[-2000:]  # no HF bars
     captioned = vlfuse("caption", "easy-vqa-bridge", sampled_questions[1][0], sampled_questions[2][0], "--json")
     assert captioned.returncode == 0, captioned.stderr[-2000:]
     lines = [json.loads(line) for line in captioned.stdout.strip().splitlines()]

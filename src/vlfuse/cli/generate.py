@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from vlfuse.cli.app import app
+from vlfuse.cli.app import app, err_console
 
 
 def _generation(strategy: str, max_new_tokens: int | None, temperature: float, seed: int | None, beams: int):
@@ -18,6 +18,14 @@ def _generation(strategy: str, max_new_tokens: int | None, temperature: float, s
     if max_new_tokens is not None:
         values["max_new_tokens"] = max_new_tokens
     return GenerationConfig(**values)
+
+
+def _load(run: str, operation: str):
+    """The bridge run, with one transient status line while its language model loads (seconds)."""
+    from vlfuse.task import load_run_for
+
+    with err_console.status(f"loading {run} …"):
+        return load_run_for(run, operation)
 
 
 GenStrategy = Annotated[str, typer.Option(help="greedy, sample or beam")]
@@ -40,9 +48,10 @@ def ask(
     stream: Annotated[bool, typer.Option(help="print the answer token by token as it is generated")] = True,
 ) -> None:
     """Answer a question about an image in words, with the run's language model."""
-    from vlfuse.task import load_run_for
+    from vlfuse.data.text import require_text
 
-    bridge = load_run_for(run, "ask")
+    question = require_text(question, "the question")  # before the seconds of loading the language model
+    bridge = _load(run, "ask")
     gen = _generation(strategy, max_new_tokens or bridge.cfg.generation.max_new_tokens, temperature, seed, beams)
     images = bridge.load_images([image])
     on_text = (lambda _row, piece: print(piece, end="", flush=True)) if stream else None
@@ -62,9 +71,7 @@ def caption(
     json_: Annotated[bool, typer.Option("--json", help="print JSON lines {image, caption}")] = False,
 ) -> None:
     """Describe images in words, with the run's language model (one line per image)."""
-    from vlfuse.task import load_run_for
-
-    bridge = load_run_for(run, "caption")
+    bridge = _load(run, "caption")
     gen = _generation(strategy, max_new_tokens or bridge.cfg.generation.max_new_tokens, temperature, seed, beams)
     captions = bridge.caption(bridge.load_images(images), gen)
     for path, text in zip(images, captions, strict=True):

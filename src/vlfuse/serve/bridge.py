@@ -124,7 +124,7 @@ def ask_routes(ctx: ServeContext) -> APIRouter:
         ],
     ) -> AskResponse:
         with batcher.reserve() as ticket:
-            question = require_text(question, "question")
+            question = require_text(question, "question", limits.max_text_chars)
             answer, seconds = await _generate(ctx, batcher, ticket, image, question)
         return AskResponse(answer=answer, seconds=seconds)
 

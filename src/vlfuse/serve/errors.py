@@ -104,12 +104,22 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
         message = f"the body is {content_type}; expected multipart/form-data with the field(s) {fields}"
         return JSONResponse(error_body("unsupported_media_type", message), status_code=415)
     message, field = validation_message(errors)
+    too_long = [e for e in errors if e.get("type") == "string_too_long"]
+    if too_long and len(too_long) == len(errors):  # the same code as a text over the form parser's size limit
+        limit = too_long[0].get("ctx", {}).get("max_length")
+        message = f"field '{field}' is too long; expected a text of at most {limit:,} characters"
+        return JSONResponse(error_body("text_too_long", message, field), status_code=422)
     return JSONResponse(error_body("invalid_field", message, field), status_code=422)
 
 
 async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     code = _HTTP_CODES.get(exc.status_code, "http_error" if exc.status_code < 500 else "internal_error")
     detail = str(exc.detail)
+    if exc.status_code == 400 and "exceeded maximum size" in detail:  # the form parser's per-field limit
+        limits = getattr(request.app.state, "context", None)
+        chars = f"{limits.limits.max_text_chars:,} characters" if limits is not None else "the text limit"
+        message = f"a form field is too long ({detail}); expected a text of at most {chars}"
+        return JSONResponse(error_body("text_too_long", message), status_code=422)
     if exc.status_code == 400:
         message = (
             f"the request body could not be parsed ({detail}); expected multipart/form-data with the fields of "

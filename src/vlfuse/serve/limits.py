@@ -12,6 +12,7 @@ from PIL import Image, UnidentifiedImageError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vlfuse.data.images import decode_image_bytes
+from vlfuse.data.text import require_text as require_text_rule
 from vlfuse.errors import DataError
 from vlfuse.serve.errors import ApiError, error_body
 
@@ -58,27 +59,33 @@ class ServeLimits:
 
     @property
     def max_body_bytes(self) -> int:
-        """The whole request body: the image, the text (4 bytes a character at most) and 64 KiB of form framing."""
-        return self.max_upload_bytes + 4 * self.max_text_chars + 64 * 1024
+        """The whole request body: the image, the text (12 bytes a character at most, URL-encoded UTF-8) and 64 KiB
+        of form framing."""
+        return self.max_upload_bytes + 12 * self.max_text_chars + 64 * 1024
 
     def as_dict(self) -> dict:
         return {**asdict(self), "formats": list(self.formats), "max_body_bytes": self.max_body_bytes}
 
     def form_limits(self, *, files: int, texts: bool = True) -> dict[str, int]:
-        """Multipart parser limits of a form endpoint (FastAPI `form_limits`): a few fields, `files` file parts,
-        non-file parts sized for a text of `max_text_chars` (up to 4 bytes a character in UTF-8) when `texts`."""
-        return {"max_fields": 8, "max_files": files, "max_part_size": (4 * self.max_text_chars if texts else 0) + 1024}
+        """Form parser limits of an endpoint (FastAPI `form_limits`): a few fields, `files` file parts, and non-file
+        parts sized for a text of `max_text_chars` when `texts`: up to 4 bytes a character in UTF-8, and 3 times that
+        URL-encoded (%XX), so a text within the character limit always reaches the character check."""
+        return {"max_fields": 8, "max_files": files, "max_part_size": (12 * self.max_text_chars if texts else 0) + 1024}
 
 
-def require_text(value: str, field: str) -> str:
-    """A required text field that must hold more than whitespace (its length is checked by the form declaration).
+def require_text(value: str, field: str, max_chars: int | None = None) -> str:
+    """A text field under the one rule every entry point applies (`vlfuse.data.text.require_text`): control
+    characters removed, whitespace stripped, non-empty, at most `max_chars` characters (the form declaration has
+    already refused a longer raw value).
 
     Raises:
-        ApiError: 422 `empty_text` naming the field.
+        ApiError: 422 `empty_text` or `text_too_long`, naming the field.
     """
-    if not value.strip():
-        raise ApiError(422, "empty_text", f"field '{field}' is empty; expected a non-empty text", field=field)
-    return value.strip()
+    try:
+        return require_text_rule(value, f"field '{field}'", max_chars=max_chars)
+    except DataError as err:
+        code = "text_too_long" if "too long" in str(err) else "empty_text"
+        raise ApiError(422, code, str(err), field=field) from None
 
 
 async def read_upload(image, limits: ServeLimits, *, size: int, channels: int) -> torch.Tensor:

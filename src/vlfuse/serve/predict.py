@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from vlfuse.serve.batcher import MicroBatcher
 from vlfuse.serve.capabilities import ServeContext, register_capability
 from vlfuse.serve.errors import ERROR_RESPONSES, ApiError
-from vlfuse.serve.limits import decode_upload
+from vlfuse.serve.limits import decode_upload, require_text
 
 
 class LabelProbability(BaseModel):
@@ -42,11 +42,7 @@ class PredictItem:
 def _check_text(text: str | None, ctx: ServeContext) -> str | None:
     if text is None or not ctx.predictor.reads_text:
         return None
-    if not text.strip():
-        raise ApiError(
-            422, "empty_text", "field 'text' is empty; send a non-empty text or leave the field out", field="text"
-        )
-    return text
+    return require_text(text, "text", ctx.limits.max_text_chars)
 
 
 def _check_presence(has_image: bool, has_text: bool, ctx: ServeContext) -> None:

@@ -162,7 +162,7 @@ def search_routes(ctx: ServeContext) -> APIRouter:
         k: Annotated[int, Form(ge=1, le=max_k, description="how many hits to return")] = min(5, max_k),
     ) -> SearchResponse:
         with batcher.reserve() as ticket:
-            query = require_text(query, "query")
+            query = require_text(query, "query", limits.max_text_chars)
             started = time.perf_counter()
             hits = await batcher.submit((query, k), ticket)
         return SearchResponse(query=query, index_kind=index.kind, hits=hits,

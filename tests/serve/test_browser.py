@@ -190,3 +190,32 @@ def test_a_bridge_only_page_hides_predict_and_search(browser, tiny_bridge):
             assert "field 'image'" in page.text_content("#error") and page.is_hidden("#ask-output")
         finally:
             page.close()
+
+
+@pytest.mark.parametrize("path, rendered", [("/docs", ".opblock-summary-path"), ("/redoc", "[data-section-id]")])
+def test_the_api_documentation_renders_offline(browser, site, path, rendered):
+    """/docs and /redoc load every script, style and font from this server: with every other host blocked, Swagger UI
+    and ReDoc still render the API's operations. (ReDoc's sidebar asks a CDN for its vendor's logo image and hides it
+    when that fails; images are the one thing allowed to fail.)"""
+    page = browser.new_page()
+    elsewhere: list[str] = []
+
+    def only_this_server(route):
+        if route.request.url.startswith(site[0]):
+            route.continue_()
+            return
+        if route.request.resource_type != "image":
+            elsewhere.append(f"{route.request.resource_type} {route.request.url}")
+        route.abort()
+
+    page.route("**/*", only_this_server)
+    page.goto(site[0] + path)
+    page.wait_for_selector(rendered, timeout=30_000)
+    assert "/v1/predict" in page.content()
+    assert elsewhere == []
+    page.close()
+
+
+def test_the_page_links_to_documentation_that_exists(page, site):
+    for link in page.locator("footer a").evaluate_all("links => links.map(a => a.getAttribute('href'))"):
+        assert page.request.get(site[0] + link).status == 200, link

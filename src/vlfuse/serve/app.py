@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 import vlfuse
@@ -106,6 +106,8 @@ def create_app(
 
     capabilities = [cap.name for cap in mounted]
     app = FastAPI(
+        docs_url=None,  # served below from local files: the default pages load their scripts from a CDN
+        redoc_url=None,
         title="vlfuse",
         version=vlfuse.__version__,
         description=f"Vision-language models served from `{ctx.run_dir.name}` ({', '.join(capabilities)}). "
@@ -146,7 +148,38 @@ def create_app(
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    mount_docs(app)
     return app
+
+
+def docs_assets() -> Path:
+    """The Swagger UI and ReDoc files (swagger-ui-bundle.js, swagger-ui.css, redoc.standalone.js, favicon.png) that
+    the `fastapi-offline` package ships (MIT; only its files are used), located without importing it."""
+    from vlfuse.pretrained import package_dir, pip_command
+
+    purpose = "the offline /docs and /redoc pages"
+    return package_dir("fastapi_offline", pip_command("fastapi-offline"), purpose) / "static"
+
+
+def mount_docs(app: FastAPI) -> None:
+    """/docs (Swagger UI) and /redoc, their scripts and styles served by this server, so they work offline."""
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+
+    app.mount("/docs-assets", StaticFiles(directory=docs_assets()), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json", title="vlfuse - Swagger UI",
+            swagger_js_url="/docs-assets/swagger-ui-bundle.js", swagger_css_url="/docs-assets/swagger-ui.css",
+            swagger_favicon_url="/docs-assets/favicon.png",
+        )  # fmt: skip
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(openapi_url="/openapi.json", title="vlfuse - ReDoc",
+                              redoc_js_url="/docs-assets/redoc.standalone.js",
+                              redoc_favicon_url="/docs-assets/favicon.png", with_google_fonts=False)  # fmt: skip
 
 
 def _main_dir(predictor: Predictor | None, loaded: dict[str, Any]) -> Path:

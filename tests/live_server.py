@@ -18,11 +18,14 @@ from PIL import Image
 
 @contextmanager
 def live_server(app, *, timeout: float = 30.0) -> Iterator[str]:
-    """Run `app` with uvicorn in a background thread on a free 127.0.0.1 port; yields the base URL."""
+    """Run `app` with uvicorn in a background thread on a free 127.0.0.1 port, with the connection guards
+    `vlfuse serve` uses (`uvicorn_config`, the app's limits); yields the base URL."""
+    from vlfuse.serve.connections import uvicorn_config
+
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    server = uvicorn.Server(uvicorn_config(app, app.state.context.limits, log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + timeout

@@ -257,6 +257,12 @@ def serve(
     max_text_chars: Annotated[int, typer.Option(min=1, help="longest text, question or query in characters")] = 1000,
     max_batch: Annotated[int, typer.Option(min=1, help="most requests gathered into one model call")] = 32,
     max_wait_ms: Annotated[float, typer.Option(help="longest a request waits for others to join its batch")] = 5.0,
+    max_queue: Annotated[
+        int, typer.Option(min=1, help="most requests waiting for the model per endpoint; more get 503 + Retry-After")
+    ] = 128,
+    max_connections: Annotated[int, typer.Option(min=1, help="most open connections; more get 503")] = 1000,
+    header_timeout: Annotated[float, typer.Option(min=0.001, help="seconds a client has to send its headers")] = 10.0,
+    body_timeout: Annotated[float, typer.Option(min=0.001, help="seconds a client has to send its body")] = 30.0,
     log_level: Annotated[str, typer.Option(help="uvicorn log level (info logs every request)")] = "info",
 ) -> None:
     """Serve over HTTP: REST API (POST /v1/predict, /v1/ask, /v1/caption, /v1/search; GET /v1/info, /healthz) and a
@@ -266,7 +272,8 @@ def serve(
 
     limits = ServeLimits(
         max_upload_bytes=max_upload_bytes, max_pixels=max_pixels, formats=tuple(formats.split(",")),
-        max_text_chars=max_text_chars, max_batch=max_batch, max_wait_ms=max_wait_ms,
+        max_text_chars=max_text_chars, max_batch=max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue,
+        max_connections=max_connections, header_timeout_s=header_timeout, body_timeout_s=body_timeout,
     )  # fmt: skip
     serve_run(run, bridge=bridge, index=index, retrieval_run=retrieval_run, host=host, port=port, backend=backend,
               limits=limits, log_level=log_level)  # fmt: skip

@@ -5,6 +5,10 @@ batching loop takes the first queued item and keeps gathering while other announ
 way, for at most `max_wait_s` and at most `max_batch` items; then it runs the batch function once, in a dedicated
 worker thread so the event loop keeps accepting requests, and hands each caller its own result. A lone request
 (nobody else announced) runs at once: one-at-a-time clients pay no waiting time.
+
+The queue is bounded: when `max_queue` requests are already waiting for a batch, `reserve` refuses the next one with
+`QueueFull` (the server answers 503 with a Retry-After), so the requests it does admit keep a bounded latency under
+overload instead of all of them waiting longer and longer.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +28,15 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+class QueueFull(Exception):
+    """`max_queue` requests already wait for a batch; `retry_after_s` estimates when there will be room."""
+
+    def __init__(self, queued: int, retry_after_s: int) -> None:
+        super().__init__(f"{queued} requests are already waiting for the model; try again in {retry_after_s} s")
+        self.queued = queued
+        self.retry_after_s = retry_after_s
 
 
 @dataclass
@@ -45,6 +60,7 @@ class BatchStats:
     requests: int = 0
     batches: int = 0
     largest_batch: int = 0
+    refused: int = 0  # requests turned away because the queue was full
     sizes: Counter = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, Any]:
@@ -52,6 +68,7 @@ class BatchStats:
             "requests": self.requests,
             "batches": self.batches,
             "largest_batch": self.largest_batch,
+            "refused_queue_full": self.refused,
             "mean_batch": round(self.requests / self.batches, 3) if self.batches else 0.0,
             "batch_sizes": {str(k): v for k, v in sorted(self.sizes.items())},
         }
@@ -64,14 +81,21 @@ class MicroBatcher(Generic[T, R]):
         fn: items → one result per item, in order; called in a worker thread, one batch at a time.
         max_batch: most items per call.
         max_wait_s: longest the first item of a batch waits for others to join.
+        max_queue: most requests waiting for a batch at once (announced, not yet taken into a batch); None: no bound.
     """
 
-    def __init__(self, fn: Callable[[list[T]], Sequence[R]], *, max_batch: int = 32, max_wait_s: float = 0.005):
-        if max_batch < 1 or max_wait_s < 0:
-            raise ValueError(f"max_batch must be >= 1 and max_wait_s >= 0, got {max_batch}, {max_wait_s}")
+    def __init__(
+        self, fn: Callable[[list[T]], Sequence[R]], *, max_batch: int = 32, max_wait_s: float = 0.005,
+        max_queue: int | None = None,
+    ) -> None:  # fmt: skip
+        if max_batch < 1 or max_wait_s < 0 or (max_queue is not None and max_queue < 1):
+            raise ValueError(f"max_batch and max_queue must be >= 1 and max_wait_s >= 0, got {max_batch}, "
+                             f"{max_queue}, {max_wait_s}")  # fmt: skip
         self.fn = fn
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
+        self.max_queue = max_queue
+        self._batch_seconds = 0.05  # moving average of one model call, for Retry-After
         self.stats = BatchStats()
         self._queue: asyncio.Queue[_Pending[T]] | None = None
         self._task: asyncio.Task | None = None
@@ -102,7 +126,15 @@ class MicroBatcher(Generic[T, R]):
 
     @contextlib.contextmanager
     def reserve(self) -> Iterator[Ticket]:
-        """Announce a request that will `submit` shortly (pass the ticket to it), so a batch waits for it."""
+        """Announce a request that will `submit` shortly (pass the ticket to it), so a batch waits for it.
+
+        Raises:
+            QueueFull: `max_queue` requests are already waiting.
+        """
+        if self.max_queue is not None and self._expected >= self.max_queue:
+            self.stats.refused += 1
+            batches_ahead = self._expected / self.max_batch + 1
+            raise QueueFull(self._expected, max(1, math.ceil(batches_ahead * self._batch_seconds)))
         ticket = Ticket()
         self._expected += 1
         try:
@@ -154,7 +186,9 @@ class MicroBatcher(Generic[T, R]):
             self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
             self.stats.sizes[len(batch)] += 1
             try:
+                started = time.perf_counter()
                 results = await loop.run_in_executor(self._executor, self.fn, [p.item for p in batch])
+                self._batch_seconds = 0.8 * self._batch_seconds + 0.2 * (time.perf_counter() - started)
                 if len(results) != len(batch):
                     raise RuntimeError(f"batch function returned {len(results)} results for {len(batch)} items")
             except Exception as err:  # handed to every caller of the batch, which turns it into a 500

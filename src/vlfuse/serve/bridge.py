@@ -72,7 +72,7 @@ def bridge_batcher(ctx: ServeContext) -> MicroBatcher:
         images = torch.stack([item.image for item in items])  # (B, C, H, W) uint8
         return bridge.generate(images, [item.prompt for item in items])  # B texts
 
-    batcher = MicroBatcher(run_batch, max_batch=limits.max_batch, max_wait_s=limits.max_wait_ms / 1000)
+    batcher = MicroBatcher(run_batch, **limits.batching())
     ctx.batchers["bridge"] = batcher
     cfg = bridge.cfg
     ctx.info["bridge"] = {

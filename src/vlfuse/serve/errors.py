@@ -15,6 +15,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from vlfuse.serve.batcher import QueueFull
+
 log = logging.getLogger(__name__)
 
 _HTTP_CODES = {
@@ -39,7 +41,7 @@ class ErrorResponse(BaseModel):
     error: ErrorDetail
 
 
-ERROR_RESPONSES = {status: {"model": ErrorResponse} for status in (400, 413, 415, 422)}  # for route declarations
+ERROR_RESPONSES = {status: {"model": ErrorResponse} for status in (400, 413, 415, 422, 503)}  # for route declarations
 
 
 class ApiError(Exception):
@@ -136,6 +138,11 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
     return JSONResponse(error_body(code, message), status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
 
+async def _queue_full(_: Request, exc: QueueFull) -> JSONResponse:
+    body = error_body("overloaded", f"the server is busy: {exc}")
+    return JSONResponse(body, status_code=503, headers={"Retry-After": str(exc.retry_after_s)})
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unexpected error on %s %s", request.method, request.url.path)
     return JSONResponse(error_body("internal_error", f"internal error ({type(exc).__name__})"), status_code=500)
@@ -144,6 +151,7 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     """Route every failure through the one JSON error shape."""
     app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(QueueFull, _queue_full)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)

@@ -31,6 +31,11 @@ class ServeLimits:
         max_text_chars: longest text, in characters.
         max_batch: most requests gathered into one model call.
         max_wait_ms: longest a request waits for others to join its batch.
+        max_queue: most requests waiting for the model per endpoint; more are answered 503 with Retry-After.
+        max_connections: most open connections; more are answered 503 and closed at once.
+        header_timeout_s: a client must send a request's headers within this many seconds (else 408, closed).
+        body_timeout_s: ... and its body within this many seconds after the headers (else 408, closed).
+        keep_alive_s: an idle keep-alive connection is closed after this many seconds.
     """
 
     max_upload_bytes: int = 5 * 1024 * 1024
@@ -39,11 +44,19 @@ class ServeLimits:
     max_text_chars: int = 1000
     max_batch: int = 32
     max_wait_ms: float = 5.0
+    max_queue: int = 128
+    max_connections: int = 1000
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+    keep_alive_s: float = 5.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "formats", tuple(f.strip().upper() for f in self.formats if f.strip()))
-        if self.max_upload_bytes < 1 or self.max_text_chars < 1 or self.max_batch < 1:
-            raise ValueError("max_upload_bytes, max_text_chars and max_batch must be positive")
+        counts = ("max_upload_bytes", "max_text_chars", "max_batch", "max_queue", "max_connections")
+        if any(getattr(self, name) < 1 for name in counts):
+            raise ValueError(f"{', '.join(counts)} must be positive")
+        if min(self.header_timeout_s, self.body_timeout_s, self.keep_alive_s) <= 0:
+            raise ValueError("header_timeout_s, body_timeout_s and keep_alive_s must be positive")
         if self.max_wait_ms < 0:
             raise ValueError(f"max_wait_ms must be >= 0, got {self.max_wait_ms}")
         bomb = Image.MAX_IMAGE_PIXELS
@@ -62,6 +75,10 @@ class ServeLimits:
         """The whole request body: the image, the text (12 bytes a character at most, URL-encoded UTF-8) and 64 KiB
         of form framing."""
         return self.max_upload_bytes + 12 * self.max_text_chars + 64 * 1024
+
+    def batching(self) -> dict[str, float | int]:
+        """The `MicroBatcher` settings of every endpoint."""
+        return {"max_batch": self.max_batch, "max_wait_s": self.max_wait_ms / 1000, "max_queue": self.max_queue}
 
     def as_dict(self) -> dict:
         return {**asdict(self), "formats": list(self.formats), "max_body_bytes": self.max_body_bytes}

@@ -95,7 +95,7 @@ def predict_routes(ctx: ServeContext) -> APIRouter:
         probs = predictor.predict_proba([i.image for i in items], [i.text for i in items])  # (B, K)
         return list(probs)  # B tensors (K,)
 
-    batcher = MicroBatcher(run_batch, max_batch=limits.max_batch, max_wait_s=limits.max_wait_ms / 1000)
+    batcher = MicroBatcher(run_batch, **limits.batching())
     ctx.batchers["predict"] = batcher
     router = APIRouter(tags=["predict"])
     accepted = ", ".join(limits.formats)

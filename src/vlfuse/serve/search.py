@@ -142,7 +142,7 @@ def search_routes(ctx: ServeContext) -> APIRouter:
             ])  # fmt: skip
         return results
 
-    batcher = MicroBatcher(run_batch, max_batch=limits.max_batch, max_wait_s=limits.max_wait_ms / 1000)
+    batcher = MicroBatcher(run_batch, **limits.batching())
     ctx.batchers["search"] = batcher
     ctx.info["search"] = {
         "index": served.path.name, "kind": index.kind, "items": len(index), "backend": index.active_backend,

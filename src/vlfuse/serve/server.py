@@ -57,6 +57,8 @@ def serve(
     """
     import uvicorn
 
+    from vlfuse.serve.connections import uvicorn_config
+
     role, resolved = served_as(path) if path is not None else (None, None)
     if role == "bridge":
         if bridge is not None:
@@ -73,5 +75,6 @@ def serve(
         raise ValueError("nothing to serve: give a RUN directory, --bridge RUN_OR_NAME and/or --index INDEX_FILE")
     predictor = load_predictor(resolved, backend) if path is not None else None
     options = {"bridge": bridge, "index": index, "retrieval_run": retrieval_run}
+    limits = limits or ServeLimits()
     app = create_app(predictor, limits=limits, options=options)
-    uvicorn.run(app, host=host, port=port, log_level=log_level)
+    uvicorn.Server(uvicorn_config(app, limits, host=host, port=port, log_level=log_level)).run()

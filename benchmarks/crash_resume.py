@@ -147,7 +147,9 @@ def main() -> None:
         "config": CONFIG,
         "overrides": OVERRIDES,
     }
-    result = {"summary": summary, "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    result = {"summary": summary, "commit": commit,
+              "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
               "trials": trials, "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(summary, indent=1))

@@ -1,13 +1,14 @@
 """`vlfuse serve` under overload and under slow clients, from a second process on loopback. Measures, in one run:
 
 - overload: `--clients` (200) concurrent clients posting /v1/predict for `--seconds`, against a server with the
-  default bounded queue (`--max-queue 128`) and, side by side, one with a practically unbounded queue. Clients
-  that get a 503 wait its Retry-After, as a well-behaved client does. Reported: latency of the admitted requests
-  (p50/p90/p99), requests admitted and refused, throughput;
+  default bounded queue (`--max-queue 128`) and, side by side, one with a practically unbounded queue and one
+  with `--max-queue 32`. Clients that get a 503 wait its Retry-After, as a well-behaved client does. Reported:
+  latency of the admitted requests (p50/p90/p99), requests admitted and refused, throughput;
 - slow clients: `--slow` (2,000) connections that trickle one header byte a second (slowloris), opened against a
-  server with the default guards (1,000 connections, 10 s header timeout); while they are held, one client sends
-  requests one at a time. Reported: how many slow connections the server held, how many it refused, how many it
-  closed with a 408 and after how long, and the latency of the ordinary client's requests (target p99 < 50 ms).
+  server with the default guards (1,000 connections, 10 s header timeout); while they are held, one ordinary client
+  sends requests one at a time on a kept-alive connection. Reported: how many slow connections the server held
+  meanwhile, how many it refused (503) or closed (408, and after how long), and the latency of the ordinary
+  client's requests (target p99 < 50 ms).
 
 Results: benchmarks/results/serve_guard.json. Needs a trained classification run (`make main` writes runs/main).
 
@@ -91,6 +92,7 @@ async def slow_client(host: str, port: int, results: dict) -> None:
     except OSError:
         results["connect_failed"] += 1
         return
+    results["open"] += 1
     try:
         writer.write(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\n")
         await writer.drain()
@@ -109,16 +111,18 @@ async def slow_client(host: str, port: int, results: dict) -> None:
     except (ConnectionError, OSError):
         results["answers"]["reset"] = results["answers"].get("reset", 0) + 1
     finally:
+        results["open"] -= 1
         writer.close()
 
 
 async def slow_clients(url: str, bodies: list[bytes], count: int, seconds: float) -> dict:
     host, port = url.removeprefix("http://").split(":")
-    results: dict = {"connect_failed": 0, "answers": {}, "closed_after_s": []}
+    results: dict = {"connect_failed": 0, "open": 0, "answers": {}, "closed_after_s": []}
     tasks = [asyncio.create_task(slow_client(host, int(port), results)) for _ in range(count)]
     await asyncio.sleep(2.0)  # every slow connection is open (or refused) and trickling
     latencies: list[float] = []
     failures = 0
+    held = [results["open"]]
     async with aiohttp.ClientSession() as session:
         stop_at = time.perf_counter() + seconds
         while time.perf_counter() < stop_at:
@@ -134,11 +138,12 @@ async def slow_clients(url: str, bodies: list[bytes], count: int, seconds: float
                 latencies.append(time.perf_counter() - sent)
             else:
                 failures += 1
-        held = count - results["connect_failed"] - results["answers"].get("503", 0)
+            held.append(results["open"])
     await asyncio.gather(*tasks)
     closed = results["closed_after_s"]
     return {
-        "slow_connections_opened": count, "held_by_the_server": held,
+        "slow_connections_opened": count,
+        "slow_connections_held_while_serving": {"min": min(held), "max": max(held)},
         "refused_503": results["answers"].get("503", 0), "timed_out_408": len(closed),
         "closed_after_s": {"min": round(min(closed), 1), "max": round(max(closed), 1)} if closed else None,
         "other_endings": {k: v for k, v in results["answers"].items() if k not in ("503", "408")},
@@ -165,8 +170,11 @@ async def main_async(args: argparse.Namespace) -> dict:
     bounded = await with_server(args.run, [], lambda url: overload(url, bodies, args.clients, args.seconds))
     unbounded = await with_server(args.run, ["--max-queue", "1000000"],
                                   lambda url: overload(url, bodies, args.clients, args.seconds))  # fmt: skip
+    small = await with_server(args.run, ["--max-queue", "32"],
+                              lambda url: overload(url, bodies, args.clients, args.seconds))  # fmt: skip
     slow = await with_server(args.run, [], lambda url: slow_clients(url, bodies, args.slow, args.slow_seconds))
-    return {"overload_bounded_queue": bounded, "overload_unbounded_queue": unbounded, "slow_clients": slow}
+    return {"overload_bounded_queue": bounded, "overload_unbounded_queue": unbounded,
+            "overload_queue_32": small, "slow_clients": slow}  # fmt: skip
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ from live_server import live_server
 
 from vlfuse.api import load_run
 from vlfuse.serve import create_app
+from vlfuse.serve.connections import EVICT_AFTER_S
 from vlfuse.serve.limits import ServeLimits
 
 LIMITS = ServeLimits(max_connections=4, header_timeout_s=0.5, body_timeout_s=0.5, max_queue=2)
@@ -70,6 +71,25 @@ def test_connections_past_the_limit_get_a_503_and_room_comes_back(server):
             sock.close()
     time.sleep(0.2)
     assert httpx.get(f"{url}/healthz").status_code == 200
+
+
+def test_at_the_limit_a_new_client_takes_the_place_of_one_stuck_in_its_headers(tiny_run_dir):
+    limits = ServeLimits(max_connections=3, header_timeout_s=30.0)
+    with live_server(create_app(load_run(tiny_run_dir), limits=limits)) as url:
+        stuck = [_connect(url) for _ in range(3)]
+        for sock in stuck:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # headers that never end
+        time.sleep(EVICT_AFTER_S + 0.3)
+        assert httpx.get(f"{url}/healthz").status_code == 200  # admitted: the longest-stuck one gave way
+        answers = []
+        for sock in stuck:
+            sock.settimeout(0.5)
+            try:
+                answers.append(sock.recv(4096))
+            except TimeoutError:
+                answers.append(b"")
+            sock.close()
+        assert sum(a.startswith(b"HTTP/1.1 408") for a in answers) == 1, answers
 
 
 def test_a_full_queue_gets_a_503_with_retry_after_and_admits_again_later(server):

@@ -5,8 +5,10 @@ few thousand slow clients can hold every socket. `guarded_protocol` wraps uvicor
 
 - a request's headers must arrive within `header_timeout_s` of its first byte (of the connection, for the first
   request), its body within `body_timeout_s` after the headers; otherwise the client gets a 408 and is closed;
-- past `max_connections` open connections, a new one gets a 503 with Retry-After and is closed at once, so the
-  connections already open keep being served.
+- at `max_connections` open connections, a new one first takes the place of the connection that has waited longest
+  (at least `EVICT_AFTER_S`) for its request headers — that one gets a 408 — so a flood of slow clients cannot lock
+  out a client that sends its request at once; when no connection is stuck in its headers, the new one gets a 503
+  with Retry-After and is closed, and the connections already open keep being served.
 
 `uvicorn_config` builds the uvicorn settings `vlfuse serve` runs with (and the tests' live server too).
 """
@@ -25,6 +27,8 @@ from vlfuse.serve.limits import ServeLimits
 
 log = logging.getLogger(__name__)
 
+EVICT_AFTER_S = 1.0  # at the connection limit, a connection this long in its headers gives way to a new one
+
 
 def _raw_response(status: str, code: str, message: str, extra: bytes = b"") -> bytes:
     payload = json.dumps(error_body(code, message)).encode()
@@ -42,7 +46,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._read_timer: asyncio.TimerHandle | None = None
-        if len(self.connections) >= self.max_connections:
+        self._headers_since: float | None = None
+        if len(self.connections) >= self.max_connections and not self._evict_a_stuck_connection():
             message = f"the server holds its limit of {self.max_connections:,} open connections; try again shortly"
             transport.write(_raw_response("503 Service Unavailable", "too_many_connections", message,
                                           b"retry-after: 1\r\n"))  # fmt: skip
@@ -68,6 +73,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._disarm()
+        self._headers_since = None
         super().on_headers_complete()
         if not self.parser.should_upgrade():
             self._arm(self.body_timeout_s, "body")
@@ -79,7 +85,22 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     # ------------------------------------------------------------------ timers
     def _arm(self, seconds: float, what: str) -> None:
         self._disarm()
+        if what == "headers":
+            self._headers_since = self.loop.time()
         self._read_timer = self.loop.call_later(seconds, self._timed_out, what, seconds)
+
+    def _evict_a_stuck_connection(self) -> bool:
+        """Time out the open connection that has waited longest for its request headers, if any has waited at least
+        `EVICT_AFTER_S`; returns whether one was."""
+        now = self.loop.time()
+        waiting = [(getattr(c, "_headers_since", None), c) for c in self.connections]
+        stuck = [(since, c) for since, c in waiting if since is not None and now - since >= EVICT_AFTER_S]
+        if not stuck:
+            return False
+        since, oldest = min(stuck, key=lambda pair: pair[0])
+        oldest._timed_out("headers", round(now - since, 1))
+        self.connections.discard(oldest)  # its connection_lost comes later; the place is free now
+        return True
 
     def _disarm(self) -> None:
         timer = getattr(self, "_read_timer", None)
@@ -88,7 +109,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._read_timer = None
 
     def _timed_out(self, what: str, seconds: float) -> None:
-        self._read_timer = None
+        self._disarm()
+        self._headers_since = None
         if self.transport.is_closing():
             return
         if self.cycle is None or not self.cycle.response_started:

@@ -74,7 +74,7 @@ def tiny_table(tmp_path):
                 "fusion": {"name": "concat"},
                 "head": {"name": "linear"},
             },
-            "train": {"epochs": 1, "batch_size": 16, "threads": 1},
+            "train": {"epochs": 1, "batch_size": 16, "threads": 1, "precision": "fp32"},
         }
 
     return make

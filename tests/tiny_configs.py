@@ -1,4 +1,5 @@
-"""Tiny experiment configs shared by tests (importable as `tiny_configs`)."""
+"""Tiny experiment configs shared by tests (importable as `tiny_configs`). They train in fp32 whatever the machine
+(the default `precision: auto` would pick bf16 on a CPU with native bf16), so results do not depend on the CPU."""
 
 from typing import Any
 
@@ -18,7 +19,7 @@ TINY_VQA: dict[str, Any] = {
         "fusion": {"name": "product", "dim": 32},
         "head": {"name": "mlp", "hidden": [32], "dropout": 0.1},
     },
-    "train": {"epochs": 2, "batch_size": 32, "eval_batch_size": 128, "lr": 0.003, "threads": 1},
+    "train": {"epochs": 2, "batch_size": 32, "eval_batch_size": 128, "lr": 0.003, "threads": 1, "precision": "fp32"},
 }
 
 TINY_RETRIEVAL: dict[str, Any] = {
@@ -31,7 +32,7 @@ TINY_RETRIEVAL: dict[str, Any] = {
         "text_encoder": {"name": "bow", "embed_dim": 16},
         "embed_dim": 32,
     },
-    "train": {"epochs": 2, "batch_size": 64, "eval_batch_size": 256, "lr": 0.003, "threads": 1},
+    "train": {"epochs": 2, "batch_size": 64, "eval_batch_size": 256, "lr": 0.003, "threads": 1, "precision": "fp32"},
 }
 
 TINY_BRIDGE: dict[str, Any] = {
@@ -42,7 +43,7 @@ TINY_BRIDGE: dict[str, Any] = {
         "projector": {"kind": "linear"},
         "lora": {"rank": 2},
     },
-    "train": {"batch_size": 4, "threads": 1},
+    "train": {"batch_size": 4, "threads": 1, "precision": "fp32"},
     "stages": [
         {"objective": "caption", "rows_per_epoch": 8, "train": {"epochs": 1, "lr": 0.002}},
         {"objective": "mixed", "rows_per_epoch": 8, "train": {"epochs": 1, "lr": 0.001}},

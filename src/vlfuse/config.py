@@ -134,7 +134,7 @@ class TrainConfig(Section):
     cache_features: bool = True
     # bf16: the forward pass and loss under bfloat16 autocast (weights, gradients and optimizer state stay fp32);
     # on CPUs with AMX / AVX512-BF16 a large matmul-bound model (the LM bridge) trains ~1.4× faster
-    precision: Literal["fp32", "bf16"] = "fp32"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 only where the hardware runs it natively
 
 
 def _model_class_at(root: type[BaseModel], loc: tuple) -> type[BaseModel] | None:

@@ -3,7 +3,7 @@
     task: bridge
     data: {name: easy-vqa, image_size: 64}
     model: {image_encoder: {name: efficientnet_lite0, frozen: true}, language_model: ..., projector: ..., lora: ...}
-    train: {batch_size: 32, precision: bf16}      # every stage's defaults; device and threads for the whole run
+    train: {batch_size: 32, precision: auto}      # every stage's defaults; device and threads for the whole run
     stages:
       - {objective: caption, train: {epochs: 1, lr: 0.002}}
       - {objective: mixed, rows_per_epoch: 4096, train: {epochs: 6, lr: 0.001}}

@@ -73,6 +73,8 @@ def train(
         console.print(f"stopped after epoch {summary['epochs']}; continue with: vlfuse train --resume {target}")
         return
     print_metrics(summary["metrics"])
+    precision = summary["precision"]
+    console.print(f"trained in {precision['used']} ({precision['why']})")
     console.print(f"run directory: [bold]{target}[/bold]  (report: {target / 'report.md'})")
 
 

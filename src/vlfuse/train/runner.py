@@ -29,6 +29,7 @@ from vlfuse.errors import ConfigError
 from vlfuse.task import get_task
 from vlfuse.train.checkpoint import claim_run_dir, load_model_weights, recover_interrupted_writes
 from vlfuse.train.distributed import DistContext, init_distributed, shutdown_distributed
+from vlfuse.train.precision import resolve_precision
 from vlfuse.train.trainer import BEST_WEIGHTS, LAST_CHECKPOINT, Callback, MetricsLogger, Trainer, TrainerState
 from vlfuse.types import Batch
 
@@ -165,6 +166,8 @@ def run_training(
         if resume:
             recover_interrupted_writes(run_dir)
     device = resolve_device(cfg.train.device)
+    precision, precision_reason = resolve_precision(cfg.train.precision, device)
+    log.info("precision: %s (%s)", precision, precision_reason)
     dist_ctx = init_distributed(device)
     try:
         if resume and not dist_ctx.broadcast_flag(has_trained(run_dir)):  # rank 0 decides, after its recovery
@@ -191,7 +194,9 @@ def run_training(
             "epochs": sum(r.epochs for r in records), "best_epoch": last.best_epoch if last else -1,
             "stopped_early": bool(last and last.stopped_early),
             "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
-            "processes": dist_ctx.world_size, "data_seconds": round(prep_seconds, 2), **task.summary(),
+            "processes": dist_ctx.world_size, "data_seconds": round(prep_seconds, 2),
+            "precision": {"requested": cfg.train.precision, "used": precision, "why": precision_reason},
+            **task.summary(),
         }  # fmt: skip
         if complete and dist_ctx.is_main:
             summary.update(task.finish(model, records))

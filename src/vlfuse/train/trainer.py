@@ -23,6 +23,7 @@ from vlfuse.atomic import atomic_write_text
 from vlfuse.config import TrainConfig
 from vlfuse.train.checkpoint import load_training_state, save_model_weights, save_training_state
 from vlfuse.train.distributed import DistContext
+from vlfuse.train.precision import resolve_precision
 from vlfuse.types import Batch
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,7 @@ class Trainer:
         self.dist = dist_ctx or DistContext()
         self.callbacks = callbacks or []
         self.state = TrainerState()
+        self.precision, _ = resolve_precision(cfg.precision, device)
         self.total_steps = cfg.epochs * len(train_loader)  # type: ignore[arg-type]
         self.optimizer = build_optimizer(model, cfg)
         self.scheduler = build_scheduler(self.optimizer, cfg, self.total_steps)
@@ -191,7 +193,7 @@ class Trainer:
         start = time.perf_counter()
         for batch in self.train_loader:
             batch = batch.to(self.device)
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16"):
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
                 loss = self.loss_fn(self.wrapped, batch)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss became {loss.item()} at step {self.state.step}; lower train.lr")

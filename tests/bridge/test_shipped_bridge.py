@@ -40,12 +40,23 @@ def sampled_questions():
     return [(paths[image_ids[i]], questions[i], answers[i]) for i in picked]
 
 
+def _without_precision(value):
+    if isinstance(value, dict):
+        return {k: _without_precision(v) for k, v in value.items() if k != "precision"}
+    if isinstance(value, list):
+        return [_without_precision(v) for v in value]
+    return value
+
+
 def test_checkpoint_is_small_and_matches_the_repo_config():
     weights = SHIPPED_DIR / "bridge.safetensors"
     assert weights.stat().st_size <= 20 * 2**20
     shipped_cfg = BridgeConfig.model_validate(yaml.safe_load((SHIPPED_DIR / "config.yaml").read_text()))
     repo_cfg = BridgeConfig.model_validate(yaml.safe_load(REPO_CONFIG.read_text()))
-    assert shipped_cfg == repo_cfg  # `make shipped-bridge` (the repo config) reproduces what ships
+    # `make shipped-bridge` (the repo config) reproduces what ships; the shipped run was trained in bf16 on a CPU
+    # with native bf16, which the repo config's `precision: auto` picks on such a machine
+    assert _without_precision(shipped_cfg.model_dump()) == _without_precision(repo_cfg.model_dump())
+    assert repo_cfg.train.precision == "auto" and shipped_cfg.train.precision == "bf16"
     metrics = json.loads((SHIPPED_DIR / "metrics.json").read_text())
     assert metrics["weights_bytes"] == weights.stat().st_size
 

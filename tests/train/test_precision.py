@@ -36,6 +36,7 @@ def test_auto_follows_native_bf16(flags, names, expected):
 
 def test_bf16_asked_of_a_cpu_without_it_is_kept_with_a_warning(flags, caplog):
     flags("avx2")
+    precision._warn_emulated.cache_clear()  # said once per process
     with caplog.at_level(logging.WARNING):
         used, _ = precision.resolve_precision("bf16", torch.device("cpu"))
     assert used == "bf16" and "bf16 is emulated here" in caplog.text and "precision: auto" in caplog.text

@@ -32,7 +32,8 @@ class ServeLimits:
         max_batch: most requests gathered into one model call.
         max_wait_ms: longest a request waits for others to join its batch.
         max_queue: most requests waiting for the model per endpoint; more are answered 503 with Retry-After.
-        max_connections: most open connections; more are answered 503 and closed at once.
+        max_connections: most open connections; at the limit a new one replaces a connection stuck in its headers
+            for at least a second, else it is answered 503 and closed at once.
         header_timeout_s: a client must send a request's headers within this many seconds (else 408, closed).
         body_timeout_s: ... and its body within this many seconds after the headers (else 408, closed).
         keep_alive_s: an idle keep-alive connection is closed after this many seconds.

@@ -50,6 +50,12 @@ def resolve_precision(requested: str, device: torch.device) -> tuple[str, str]:
     if requested == "auto":
         return ("bf16" if native else "fp32"), f"auto: {why}"
     if requested == "bf16" and not native:
-        log.warning("train.precision is bf16 but %s: bf16 is emulated here and can be many times slower than fp32; "
-                    "use precision: auto", why)  # fmt: skip
+        _warn_emulated(why)
     return requested, f"set in the config ({why})"
+
+
+@cache
+def _warn_emulated(why: str) -> None:
+    """Once per process (the runner and every stage's trainer resolve the precision)."""
+    log.warning("train.precision is bf16 but %s: bf16 is emulated here and can be many times slower than fp32; "
+                "use precision: auto", why)  # fmt: skip

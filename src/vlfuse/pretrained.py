@@ -11,9 +11,11 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 
 from vlfuse.errors import MissingPackageError
@@ -21,28 +23,43 @@ from vlfuse.errors import MissingPackageError
 DOCTOR_HINT = "`vlfuse doctor` checks every optional part"
 
 
-def _requirement(dist: str) -> str:
-    """`dist` as vlfuse's own metadata requires it (version range included, shell-quoted), else the bare name."""
-    import importlib.metadata
-    import re
+def _norm(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
 
-    def norm(name: str) -> str:
-        return re.sub(r"[-_.]+", "-", name).lower()
+
+@cache
+def _requirements() -> dict[str, str]:
+    """Normalised distribution name → its requirement in vlfuse's installed metadata (markers dropped), read once."""
+    import importlib.metadata
 
     try:
         requirements = importlib.metadata.requires("vlfuse") or []
     except importlib.metadata.PackageNotFoundError:
         requirements = []
+    found: dict[str, str] = {}
     for requirement in requirements:
         text = requirement.split(";", 1)[0].strip()
-        if norm(re.split(r"[<>=!~\[ ]", text, maxsplit=1)[0]) == norm(dist):
-            return f"'{text}'" if any(c in text for c in "<>=!~[ ") else text
-    return dist
+        found.setdefault(_norm(re.split(r"[<>=!~\[ ]", text, maxsplit=1)[0]), text)
+    return found
+
+
+def _requirement(dist: str) -> str:
+    """`dist` as vlfuse's own metadata requires it (version range included, shell-quoted), else the bare name."""
+    text = _requirements().get(_norm(dist), dist)
+    return f"'{text}'" if any(c in text for c in "<>=!~[ ") else text
 
 
 def pip_command(*dists: str, no_deps: bool = False) -> str:
     """The exact command that installs the distributions `dists` as vlfuse asks for them."""
     return " ".join(["pip install", *(["--no-deps"] if no_deps else []), *map(_requirement, dists)])
+
+
+def find_package_dir(module: str) -> Path | None:
+    """The folder of an installed package, located without importing it; None when it is not installed."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def package_dir(module: str, pip_spec: str, purpose: str) -> Path:
@@ -56,12 +73,12 @@ def package_dir(module: str, pip_spec: str, purpose: str) -> Path:
     Raises:
         MissingPackageError: the package is not installed.
     """
-    spec = importlib.util.find_spec(module)
-    if spec is None or not spec.submodule_search_locations:
+    folder = find_package_dir(module)
+    if folder is None:
         raise MissingPackageError(
             f"{purpose} needs the package '{module}', which is not installed: {pip_spec} ({DOCTOR_HINT})"
         )
-    return Path(next(iter(spec.submodule_search_locations)))
+    return folder
 
 
 def require_module(module: str, pip_spec: str, purpose: str) -> None:

@@ -79,11 +79,11 @@ def _builtin_chunks(name: str, splits: list[str], cfg: DataConfig, chunk: int) -
                              labels[start : start + chunk])  # fmt: skip
 
 
-def _table_frame(path: Path, column: str, encoding: str = "utf-8"):
+def _table_frame(path: Path, columns: list[str], encoding: str = "utf-8"):
     from vlfuse.data.tables import check_columns, read_table
 
     df = read_table(path, encoding)
-    check_columns(df, [column], str(path))
+    check_columns(df, columns, str(path))
     return df
 
 
@@ -122,9 +122,7 @@ def image_chunks(spec: str, cfg: DataConfig, *, image_column: str = "image", lab
     if path.is_file() and path.suffix.lower() in TABLE_SUFFIXES:
         from vlfuse.data.tables import resolve_image_path
 
-        df = _table_frame(path, image_column, cfg.encoding)
-        if label_column is not None:
-            _table_frame(path, label_column, cfg.encoding)
+        df = _table_frame(path, [image_column, *([label_column] if label_column else [])], cfg.encoding)
         files, labels = [], []
         folder = str(path.parent.absolute())
         for row, value in enumerate(df[image_column].tolist(), start=1):
@@ -175,7 +173,7 @@ def text_items(spec: str, *, caption_column: str = "caption") -> tuple[list[str]
             raise DataError(f"text file '{path}' has no non-empty lines; expected one text per line")
         return [t for _, t in lines], [f"{path}:{i}" for i, _ in lines]
     if path.is_file() and path.suffix.lower() in TABLE_SUFFIXES:
-        df = _table_frame(path, caption_column)
+        df = _table_frame(path, [caption_column])
         texts = []
         for row, value in enumerate(df[caption_column].tolist(), start=1):
             if not isinstance(value, str) or not value.strip():

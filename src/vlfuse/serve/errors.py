@@ -118,8 +118,8 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
     code = _HTTP_CODES.get(exc.status_code, "http_error" if exc.status_code < 500 else "internal_error")
     detail = str(exc.detail)
     if exc.status_code == 400 and "exceeded maximum size" in detail:  # the form parser's per-field limit
-        limits = getattr(request.app.state, "context", None)
-        chars = f"{limits.limits.max_text_chars:,} characters" if limits is not None else "the text limit"
+        ctx = getattr(request.app.state, "context", None)
+        chars = f"{ctx.limits.max_text_chars:,} characters" if ctx is not None else "the text limit"
         message = f"a form field is too long ({detail}); expected a text of at most {chars}"
         return JSONResponse(error_body("text_too_long", message), status_code=422)
     if exc.status_code == 400:

@@ -40,6 +40,17 @@ def _find(folder: Path, stem: str) -> Path:
     )
 
 
+def installed(folder: Path = DEFAULT_ROOT) -> bool:
+    """Whether `folder` holds the four IDX files of both splits (gzipped or not)."""
+    try:
+        for prefix in _PREFIX.values():
+            for kind in _MAGIC:
+                _find(folder, f"{prefix}-{kind}-ubyte")
+    except DataError:
+        return False
+    return True
+
+
 def _read_idx(path: Path, kind: str) -> np.ndarray:
     """The uint8 payload of an IDX file, checked against its header."""
     magic, offset = _MAGIC[kind]

@@ -117,7 +117,23 @@ def _use_bridge(run_dir: Path, cli, image: str) -> None:
     assert refused.returncode == 2 and "the question is empty" in refused.stderr, refused.stderr[-3000:]
 
 
-USE = {"classify": _use_classify, "retrieval": _use_retrieval, "bridge": _use_bridge}
+def _use_moderate(run_dir: Path, cli, image: str) -> None:
+    run = vlfuse.load_run(run_dir)
+    text = "authentic sneaker, no idiots"
+    top = run.predict(image=image, text=text, top_k=3)
+    done = cli("predict", str(run_dir), "--image", image, "--text", text, "--json")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert [p["probability"] for p in json.loads(done.stdout)] == pytest.approx([p.probability for p in top], abs=1e-6)
+    verdict = run.moderate([image], [text])[0]
+    assert {label: v.probability for label, v in verdict.labels.items()} == pytest.approx(
+        {p.label: p.probability for p in top})  # predict shows the calibrated probabilities the decisions use
+    out = run_dir.parent / "decisions.jsonl"
+    scanned = cli("moderate", str(run_dir), "marketplace:test", "--limit", "40", "--out", str(out))
+    assert scanned.returncode == 0, scanned.stderr[-3000:]
+    assert [json.loads(line)["item"] for line in out.read_text().splitlines()] == list(range(40))
+
+
+USE = {"classify": _use_classify, "retrieval": _use_retrieval, "bridge": _use_bridge, "moderate": _use_moderate}
 
 
 @pytest.mark.parametrize("task", sorted(TASKS))

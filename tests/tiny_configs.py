@@ -52,5 +52,26 @@ TINY_BRIDGE: dict[str, Any] = {
     "eval": {"val_rows": 4, "test_questions": 4, "test_captions": 4, "batch_size": 4},
 }
 
+TINY_MODERATE: dict[str, Any] = {
+    "task": "moderate",
+    "seed": 0,
+    "data": {"name": "marketplace", "image_size": 28, "channels": 1, "limit": 1500, "test_limit": 600},
+    "model": {
+        "image_encoder": {"name": "cnn", "channels": [8, 16]},
+        "text_encoder": {"name": "bow", "embed_dim": 16},
+        "fusion": {"name": "product", "dim": 32},
+        "head": {"name": "mlp", "hidden": [32]},
+        "modality_dropout": 0.1,
+    },
+    "train": {"epochs": 2, "batch_size": 64, "eval_batch_size": 256, "lr": 0.003, "threads": 1, "precision": "fp32"},
+    "policy": {"labels": {
+        "mismatch": {"target": {"max_fpr": 0.05}, "action": "review", "review_precision": 0.95},
+        "prohibited": {"target": {"max_fpr": 0.05}, "action": "block", "review_precision": 0.95},
+        "abusive": {"target": {"min_recall": 0.9}, "action": "block"},
+    }},
+}
+
 # every registered task has a tiny config here, so the registry-parametrized tests (tests/test_tasks.py) cover it
-TINY_CONFIGS: dict[str, dict[str, Any]] = {"classify": TINY_VQA, "retrieval": TINY_RETRIEVAL, "bridge": TINY_BRIDGE}
+TINY_CONFIGS: dict[str, dict[str, Any]] = {
+    "classify": TINY_VQA, "retrieval": TINY_RETRIEVAL, "bridge": TINY_BRIDGE, "moderate": TINY_MODERATE,
+}

@@ -29,4 +29,5 @@ import vlfuse.fusion.tensor  # noqa: F401
 import vlfuse.fusion.text_only  # noqa: F401
 import vlfuse.heads.linear  # noqa: F401
 import vlfuse.heads.mlp  # noqa: F401
+import vlfuse.moderate  # noqa: F401
 import vlfuse.retrieval  # noqa: F401

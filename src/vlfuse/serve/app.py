@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 
 # Modules that register capabilities when imported; each decides from the ServeContext whether it applies.
-CAPABILITY_MODULES = ["vlfuse.serve.predict", "vlfuse.serve.bridge", "vlfuse.serve.search"]
+CAPABILITY_MODULES = ["vlfuse.serve.predict", "vlfuse.serve.moderate", "vlfuse.serve.bridge", "vlfuse.serve.search"]
 OPTIONS = ("bridge", "index", "retrieval_run")
 
 
@@ -203,7 +203,7 @@ def _describe_main(ctx: ServeContext) -> dict[str, Any]:
     described = p.describe()
     return {
         "run": p.path.name,
-        "task": "classify",
+        "task": getattr(p, "task", "classify"),
         "objective": p.objective,
         "labels": p.label_names,
         "backend": p.backend,

@@ -63,6 +63,7 @@ class TorchPredictor:
 
     def __init__(self, run: ClassifyRun) -> None:
         self.run = run
+        self.task = run.task  # "classify", or "moderate" (whose probabilities are calibrated)
         self.path = run.path
         self.label_names = run.label_names
         self.objective = run.objective.kind

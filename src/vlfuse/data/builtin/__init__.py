@@ -11,7 +11,7 @@ from typing import NamedTuple
 from torch import Tensor
 
 from vlfuse.config import DataConfig
-from vlfuse.data.builtin import easy_vqa, fashion_mnist, fashion_mnist_pairs
+from vlfuse.data.builtin import easy_vqa, fashion_mnist, fashion_mnist_pairs, marketplace
 from vlfuse.data.splits import DataIssue, RawSplit
 from vlfuse.errors import DataError
 
@@ -33,15 +33,17 @@ BUILTIN_DATASETS: dict[str, Loader] = {
     easy_vqa.NAME: easy_vqa.load,
     fashion_mnist.NAME: fashion_mnist.load,
     fashion_mnist_pairs.NAME: fashion_mnist_pairs.load,
+    marketplace.NAME: marketplace.load,
 }
 # data.options keys each built-in understands (with defaults); any other key is an error, not silently ignored.
 BUILTIN_OPTIONS: dict[str, dict[str, object]] = {
     easy_vqa.NAME: {},
     fashion_mnist.NAME: {},
     fashion_mnist_pairs.NAME: dict(fashion_mnist_pairs.OPTIONS),
+    marketplace.NAME: dict(marketplace.OPTIONS),
 }
 # the objective of each built-in dataset, when data.objective is not set (tables default to multiclass)
-BUILTIN_OBJECTIVES: dict[str, str] = {fashion_mnist_pairs.NAME: "binary"}
+BUILTIN_OBJECTIVES: dict[str, str] = {fashion_mnist_pairs.NAME: "binary", marketplace.NAME: "multilabel"}
 # the built-ins with captions (`vlfuse.data.captions` dispatches to them)
 BUILTIN_CAPTIONS: dict[str, BuiltinCaptions] = {
     easy_vqa.NAME: BuiltinCaptions(

@@ -1,6 +1,6 @@
 // The vlfuse web page: one image (picked or dropped) shared by the panels; each panel is shown when /v1/info lists
 // its capability. Classify: POST /v1/predict, answers as bars. Ask / Caption: POST /v1/ask, /v1/caption, the
-// generated text. Search: POST /v1/search, hits as thumbnails (GET image_url) with scores.
+// generated text. Moderate: POST /v1/moderate, the decision and per-label calibrated scores. Search: POST /v1/search, hits as thumbnails (GET image_url) with scores.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -52,6 +52,7 @@ async function loadInfo() {
       if (!info.inputs.text) $("text-input").hidden = true;
     }
     $("predict-form").hidden = !has("predict");
+    $("moderate-form").hidden = !has("moderate");
     $("ask-form").hidden = !has("ask");
     $("ask-submit").hidden = !has("ask");
     $("question-input").hidden = !has("ask");
@@ -130,6 +131,48 @@ async function predict(event) {
   else $("answer").hidden = true;
 }
 
+function renderVerdict(result) {
+  const list = $("verdict-labels");
+  list.replaceChildren();
+  for (const [label, v] of Object.entries(result.labels)) {
+    const item = document.createElement("li");
+    item.dataset.label = label;
+    item.dataset.decision = v.decision;
+    item.dataset.probability = String(v.probability);
+    const name = document.createElement("span");
+    name.className = "label";
+    name.textContent = label;
+    const bar = document.createElement("div");
+    bar.className = "bar";
+    const fill = document.createElement("span");
+    fill.style.width = `${(100 * v.probability).toFixed(1)}%`;
+    bar.append(fill);
+    const pct = document.createElement("span");
+    pct.className = "pct";
+    const driver = v.driver ? `, from ${v.driver}` : "";
+    pct.textContent = `${(100 * v.probability).toFixed(1)} % · ${v.decision}${driver}`;
+    item.append(name, bar, pct);
+    list.append(item);
+  }
+  $("verdict-decision").textContent = result.decision;
+  $("verdict-decision").dataset.decision = result.decision;
+  const used = [result.used.image ? "image" : null, result.used.text ? "text" : null].filter(Boolean);
+  const reasons = result.reasons.length ? `because of ${result.reasons.join(", ")}` : "no label flagged";
+  $("verdict-meta").textContent = `${reasons}; from ${used.join(" + ")}; calibrated probabilities`;
+  $("verdict").hidden = false;
+}
+
+async function moderate(event) {
+  event.preventDefault();
+  const body = new FormData();
+  if (chosenFile) body.append("image", chosenFile, chosenFile.name);
+  const text = $("post-input").value.trim();
+  if (text) body.append("text", text);
+  const payload = await post("/v1/moderate", body, $("moderate-submit"));
+  if (payload) renderVerdict(payload);
+  else $("verdict").hidden = true;
+}
+
 // Ask (a question) or caption: the generated text replaces the last one.
 async function generate(kind, button) {
   const body = new FormData();
@@ -198,6 +241,7 @@ function setUp() {
     if (file) setFile(file);
   });
   $("predict-form").addEventListener("submit", predict);
+  $("moderate-form").addEventListener("submit", moderate);
   $("ask-form").addEventListener("submit", (e) => { e.preventDefault(); generate("ask", $("ask-submit")); });
   $("caption-submit").addEventListener("click", () => generate("caption", $("caption-submit")));
   $("search-form").addEventListener("submit", search);

@@ -1,0 +1,126 @@
+"""Threshold and review-band search on synthetic scores with known answers; policy file errors."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+from tiny_configs import TINY_MODERATE
+
+from vlfuse.errors import ConfigError
+from vlfuse.moderate.policy import (
+    Policy,
+    choose_band,
+    choose_threshold,
+    confusion_at,
+    label_decision,
+    most_severe,
+    wilson_interval,
+)
+from vlfuse.task import validate_config
+
+# 1,000 negatives at 0.000 … 0.999 and 100 positives at 0.500 … 0.995: every score distinct
+NEG = np.arange(1000) / 1000
+POS = 0.5 + np.arange(100) / 200
+SCORES = np.r_[NEG, POS]
+LABELS = np.r_[np.zeros(1000), np.ones(100)]
+
+
+def test_max_fpr_takes_the_lowest_threshold_that_keeps_the_false_positive_rate():
+    choice = choose_threshold(SCORES, LABELS, "max_fpr", 0.01)
+    # 10 negatives (0.990 … 0.999) may be flagged: the threshold is the 10th highest negative
+    assert choice.threshold == pytest.approx(0.990) and choice.met
+    assert confusion_at(SCORES, LABELS, choice.threshold)["fpr"]["value"] == pytest.approx(0.01)
+    next_lower = SCORES[SCORES < choice.threshold].max()
+    assert confusion_at(SCORES, LABELS, next_lower)["fpr"]["value"] > 0.01
+
+
+def test_min_recall_takes_the_highest_threshold_that_keeps_the_recall():
+    choice = choose_threshold(SCORES, LABELS, "min_recall", 0.9)
+    assert choice.threshold == pytest.approx(POS[10]) and choice.achieved == pytest.approx(0.9)  # 90 of 100 above
+
+
+def test_min_precision_reports_an_unreachable_target():
+    mixed = np.r_[np.zeros(50), np.ones(50)]
+    choice = choose_threshold(np.full(100, 0.5), mixed, "min_precision", 0.9)  # one score: precision is 0.5
+    assert not choice.met and choice.achieved == pytest.approx(0.5)
+    shifted = np.r_[NEG, POS + 0.5]  # every positive above every negative
+    reachable = choose_threshold(shifted, LABELS, "min_precision", 0.9)
+    # the most recall at ≥ 0.9 precision: all 100 positives and 11 negatives (100 / 111 = 0.901)
+    assert reachable.met and reachable.threshold == pytest.approx(0.989)
+    assert confusion_at(shifted, LABELS, 0.988)["precision"]["value"] < 0.9
+
+
+def test_a_threshold_needs_both_classes():
+    with pytest.raises(ValueError, match="0 positive"):
+        choose_threshold(NEG, np.zeros(1000), "max_fpr", 0.01)
+
+
+def test_review_band_keeps_automatic_decisions_right():
+    # negatives at 0 … 0.6, positives at 0.4 … 1.0: the overlap 0.4 … 0.6 is where people must look
+    scores = np.r_[np.linspace(0, 0.6, 1000), np.linspace(0.4, 1.0, 1000) + 1e-6]
+    labels = np.r_[np.zeros(1000), np.ones(1000)]
+    threshold = choose_threshold(scores, labels, "max_fpr", 0.05).threshold
+    low, high = choose_band(scores, labels, threshold, 0.99)
+    assert 0.4 < low <= threshold <= high < 0.6
+    flagged, allowed = scores >= high, scores < low
+    assert labels[flagged].mean() >= 0.99 and (1 - labels[allowed]).mean() >= 0.99
+    # the band is the narrowest: one step further either way breaks the precision
+    assert labels[scores >= scores[scores < high].max()].mean() < 0.99
+    assert (1 - labels[scores < scores[scores > low].min()]).mean() < 0.99
+
+
+def test_perfectly_separated_scores_need_no_review():
+    scores, labels = np.r_[np.linspace(0, 0.4, 50), np.linspace(0.6, 1, 50)], np.r_[np.zeros(50), np.ones(50)]
+    threshold = choose_threshold(scores, labels, "max_fpr", 0.01).threshold
+    low, high = choose_band(scores, labels, threshold, 0.995)
+    assert [label_decision(p, "block", low, high) for p in scores].count("review") == 0
+
+
+def test_decisions():
+    assert [label_decision(p, "block", 0.2, 0.8) for p in (0.1, 0.2, 0.5, 0.8)] == ["allow", "review", "review",
+                                                                                   "block"]  # fmt: skip
+    assert label_decision(0.9, "review", 0.5, 0.5) == "review" and label_decision(0.4, "block", 0.5, 0.5) == "allow"
+    assert most_severe(["allow", "block", "review"]) == "block" and most_severe([]) == "allow"
+
+
+def test_wilson_interval_known_values():
+    low, high = wilson_interval(5, 100)
+    assert low == pytest.approx(0.0215, abs=1e-4) and high == pytest.approx(0.1118, abs=1e-4)
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        ({"target": {"max_fpr": 1.5}}, "max_fpr must be a rate between 0 and 1"),
+        ({"target": {"max_fpr": 0}}, "max_fpr must be a rate between 0 and 1"),
+        ({"target": {"min_f1": 0.9}}, "expected exactly one of max_fpr, min_recall, min_precision"),
+        ({"target": {"max_fpr": 0.01, "min_recall": 0.9}}, "expected exactly one of"),
+        ({"target": {"max_fpr": 0.01}, "action": "delete"}, "policy.labels.mismatch.action"),
+        ({"target": {"max_fpr": 0.01}, "review_precision": 1.2}, "policy.labels.mismatch.review_precision"),
+    ],
+)
+def test_bad_policy_rules_are_named(rule, message):
+    raw = copy.deepcopy(TINY_MODERATE)
+    raw["policy"] = {"labels": {"mismatch": rule}}
+    with pytest.raises(ConfigError, match=message):
+        validate_config(raw)
+
+
+def test_a_policy_file_that_is_missing_or_empty_is_named(tmp_path):
+    raw = copy.deepcopy(TINY_MODERATE)
+    raw["policy"] = str(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="policy file .*nope.yaml' does not exist"):
+        validate_config(raw)
+    (tmp_path / "empty.yaml").write_text("labels: {}\n")
+    raw["policy"] = str(tmp_path / "empty.yaml")
+    with pytest.raises(ConfigError, match="at least one label"):
+        validate_config(raw)
+
+
+def test_an_unknown_policy_label_is_named():
+    policy = Policy.model_validate({"labels": {"spam": {"target": {"max_fpr": 0.01}}}})
+    with pytest.raises(ConfigError, match="unknown label\\(s\\) 'spam'; the data's labels are 'mismatch'"):
+        policy.check_labels(["mismatch", "prohibited", "abusive"])

@@ -69,7 +69,7 @@ def _apt(package: str) -> str:
 
 PARTS: tuple[Part, ...] = (
     Part("easy-vqa", "the built-in easy-VQA dataset (the main job)", _modules("easy_vqa"), pip_command("easy-vqa")),
-    Part("Fashion-MNIST (Debian)", "the built-in fashion-mnist and fashion-mnist-pairs datasets",
+    Part("Fashion-MNIST (Debian)", "the built-in fashion-mnist, fashion-mnist-pairs and marketplace datasets",
          fashion_mnist.installed, _apt("dataset-fashion-mnist")),
     Part("Pillow codecs (JPEG, PNG, WebP)", "reading image files and uploads", _pillow_codecs,
          "pip install --force-reinstall pillow"),
@@ -92,6 +92,8 @@ PARTS: tuple[Part, ...] = (
          pip_command("fastapi", "uvicorn", "python-multipart", "fastapi-offline")),
     Part("ONNX + ONNX Runtime", "vlfuse export and vlfuse serve --backend onnx", _modules("onnx", "onnxruntime"),
          pip_command("onnx", "onnxruntime")),
+    Part("torchmetrics + scikit-learn", "training a moderate run (calibration fit and its measures)",
+         _modules("torchmetrics", "sklearn"), pip_command("torchmetrics", "scikit-learn")),
     Part("FAISS", "vlfuse index --backend hnsw (exact search needs nothing)", _modules("faiss"),
          pip_command("faiss-cpu")),
     Part("Chromium (Debian)", "the web page's browser tests", _chromium, _apt("chromium")),

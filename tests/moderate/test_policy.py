@@ -69,6 +69,12 @@ def test_review_band_keeps_automatic_decisions_right():
     # the band is the narrowest: one step further either way breaks the precision
     assert labels[scores >= scores[scores < high].max()].mean() < 0.99
     assert (1 - labels[scores < scores[scores > low].min()]).mean() < 0.99
+    # asking for the 95 % lower bound widens the band until each side's Wilson lower bound holds the precision
+    safe_low, safe_high = choose_band(scores, labels, threshold, 0.99, lower_bound=True)
+    assert safe_low < low and safe_high > high
+    flagged, allowed = scores >= safe_high, scores < safe_low
+    assert wilson_interval(int(labels[flagged].sum()), int(flagged.sum()))[0] >= 0.99
+    assert wilson_interval(int((1 - labels[allowed]).sum()), int(allowed.sum()))[0] >= 0.99
 
 
 def test_perfectly_separated_scores_need_no_review():

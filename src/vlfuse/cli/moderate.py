@@ -93,3 +93,24 @@ def moderate(
         summary = json.loads((folder / "summary.json").read_text())
         console.print("decisions: " + ", ".join(f"{k} {v:,}" for k, v in summary["decisions"].items())
                       + f"; report: {folder / 'report.md'}")  # fmt: skip
+
+
+@app.command()
+def retune(
+    run: Annotated[str, typer.Argument(help="moderate run directory")],
+    policy: Annotated[Path | None, typer.Option(help="a new policy file (YAML)")] = None,
+    calibration: Annotated[str | None, typer.Option(help="temperature, isotonic or none")] = None,
+) -> None:
+    """Choose a moderate run's calibration, thresholds and review bands again on its validation split — for a new
+    policy or calibration method, without retraining — and show what they achieve on test."""
+    from vlfuse.moderate.task import refit_policy
+
+    moderation = refit_policy(run, policy=str(policy) if policy else None, calibration=calibration)
+    for name, rule in moderation["rules"].items():
+        test = moderation["measures"]["test"][name]
+        fpr, recall = test["at_threshold"]["fpr"]["value"], test["at_threshold"]["recall"]["value"]
+        met = "" if rule["met_on_val"] else f"  (target NOT met on val: {rule['achieved_on_val']:.4f})"
+        review = test["three_way"]["review_rate"]["value"]
+        console.print(f"{name}: threshold {rule['threshold']:.4f}, test FPR {100 * fpr:.2f} %, recall "
+                      f"{100 * (recall or 0):.2f} %, review rate {100 * review:.2f} %{met}")  # fmt: skip
+    console.print(f"written: {Path(run) / 'moderation.json'}, {Path(run) / 'report.md'}")

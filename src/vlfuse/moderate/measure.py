@@ -69,9 +69,11 @@ def fit_policy(
         choice = choose_threshold(probs[:, k], val_labels[:, k], rule.kind, rule.value)
         low = high = choice.threshold
         if rule.review_precision is not None:
-            low, high = choose_band(probs[:, k], val_labels[:, k], choice.threshold, rule.review_precision)
+            low, high = choose_band(probs[:, k], val_labels[:, k], choice.threshold, rule.review_precision,
+                                    lower_bound=rule.review_guarantee == "lower_bound")
         rules[name] = {
             "target": rule.target, "action": rule.action, "review_precision": rule.review_precision,
+            "review_guarantee": rule.review_guarantee,
             "threshold": choice.threshold, "low": None if np.isinf(low) else low,
             "high": None if np.isinf(high) else high, "met_on_val": choice.met, "achieved_on_val": choice.achieved,
         }  # fmt: skip

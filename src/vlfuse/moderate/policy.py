@@ -36,6 +36,9 @@ class LabelRule(Section):
     target: dict[str, float]  # exactly one of TARGET_KINDS → a rate in (0, 1)
     action: Literal["block", "review"] = "block"
     review_precision: float | None = Field(None, gt=0.5, lt=1.0)
+    # lower_bound: the band is chosen so that the 95 % Wilson lower bound of each automatic side's precision on val
+    # reaches review_precision (so it holds on new data with high probability); estimate: the point estimate does
+    review_guarantee: Literal["lower_bound", "estimate"] = "lower_bound"
 
     @field_validator("target")
     @classmethod
@@ -81,14 +84,21 @@ def policy_from(value: Any) -> Any:
 
 
 # ------------------------------------------------------------------------------------------------ rates and intervals
+def wilson_bounds(successes, total, z: float = 1.96):
+    """The Wilson score interval of binomial proportions (95 % by default), element-wise: (low, high), (0, 1) where
+    total is 0."""
+    successes, total = np.asarray(successes, np.float64), np.asarray(total, np.float64)
+    n = np.maximum(total, 1)
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    empty = total == 0
+    return np.where(empty, 0.0, np.maximum(0.0, centre - half)), np.where(empty, 1.0, np.minimum(1.0, centre + half))
+
+
 def wilson_interval(successes: int, total: int, z: float = 1.96) -> tuple[float, float]:
-    """The Wilson score interval of a binomial proportion (95 % by default); (0, 1) when total is 0."""
-    if total == 0:
-        return 0.0, 1.0
-    p = successes / total
-    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
-    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
-    return max(0.0, centre - half), min(1.0, centre + half)
+    low, high = wilson_bounds(successes, total, z)
+    return float(low), float(high)
 
 
 def rate(successes: int, total: int) -> dict[str, Any]:
@@ -151,20 +161,25 @@ def choose_threshold(scores: np.ndarray, labels: np.ndarray, kind: str, value: f
     return Choice(float(s[i]), True, float(precision[i]))
 
 
-def choose_band(scores: np.ndarray, labels: np.ndarray, threshold: float, precision: float) -> tuple[float, float]:
+def choose_band(
+    scores: np.ndarray, labels: np.ndarray, threshold: float, precision: float, *, lower_bound: bool = False
+) -> tuple[float, float]:
     """The narrowest review band [low, high) around `threshold` such that flagging scores ≥ high is right (precision)
-    and allowing scores < low is right (negative predictive value), each at least `precision`, on (scores, labels).
+    and allowing scores < low is right (negative predictive value), each at least `precision`, on (scores, labels)
+    — or, with `lower_bound`, each with its 95 % Wilson lower bound at least `precision`.
     high = +inf when no threshold reaches the precision (nothing is flagged automatically), low = -inf likewise."""
     scores, labels = np.asarray(scores, float), np.asarray(labels).astype(bool)
     s, tp, fp = _sorted_counts(scores, labels)
     above = s >= threshold
-    prec = tp / (tp + fp)
+    prec = wilson_bounds(tp, tp + fp)[0] if lower_bound else tp / (tp + fp)
     ok = np.flatnonzero(above & (prec >= precision))
     high = float(s[ok[-1]]) if len(ok) else math.inf
     # a cut at s[i] allows the rows scored < s[i]: everything but the rows counted at s[i]
     below_neg, below_pos = int((~labels).sum()) - fp, int(labels.sum()) - tp
     below = below_neg + below_pos
     npv = np.where(below > 0, below_neg / np.maximum(below, 1), 1.0)
+    if lower_bound:
+        npv = wilson_bounds(below_neg, below)[0]
     ok = np.flatnonzero((s <= threshold) & (npv >= precision))
     low = float(s[ok[0]]) if len(ok) else -math.inf  # the highest such cut (s is descending)
     return min(low, threshold), max(high, threshold)

@@ -20,8 +20,6 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from vlfuse.atomic import atomic_write_text
 from vlfuse.data.images import load_images
 from vlfuse.data.text import require_text
@@ -124,11 +122,11 @@ def _score(run: ModerateRun, items: list[ScanItem], attribute: bool) -> list[dic
         return [record for item in items for record in _score(run, [item], attribute)]
 
 
-def _reference(item: ScanItem, source: str) -> str | None:
-    """Where the item's image can be found again (for the report's grids)."""
-    if isinstance(item.image, str):
-        return item.image
-    return item.id if item.image is not None else None
+def _write_all(fd: int, data: bytes) -> None:
+    """os.write until every byte is written (a write to a regular file may be partial, e.g. on a full disk)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def scan(
@@ -163,13 +161,11 @@ def scan(
             lines = []
             for item in batch:
                 record = {"decision": "error", "error": item.error} if item.error is not None else next(records)
-                line = {"item": item.position, "id": item.id, **record, "image": _reference(item, source)}
+                line = {"item": item.position, "id": item.id, **record, "image": item.image_ref}
                 if item.truth is not None:
                     line["truth"] = item.truth
-                if isinstance(line.get("image"), torch.Tensor):
-                    line["image"] = item.id
                 lines.append(json.dumps(line))
-            os.write(fd, ("\n".join(lines) + "\n").encode())  # one write per micro-batch
+            _write_all(fd, ("\n".join(lines) + "\n").encode())  # one write per micro-batch
             new += len(batch)
             if progress is not None:
                 progress(new, state.done + new)  # (scanned by this call, now in the output)

@@ -40,6 +40,7 @@ class ScanItem:
     text: str | None
     truth: list[str] | None = None  # true labels, when the source has them
     error: str | None = None  # why this item cannot be scored
+    image_ref: str | None = None  # where its image can be found again: a file path or a built-in item id
 
 
 def _builtin_items(spec: str, cfg: DataConfig) -> Iterator[ScanItem]:
@@ -51,7 +52,7 @@ def _builtin_items(spec: str, cfg: DataConfig) -> Iterator[ScanItem]:
     for i in range(len(raw)):
         truth = raw.labels[i] if raw.labels is not None else None
         yield ScanItem(i, f"{spec}/{i}", raw.images[index[i]], raw.texts[i][0],
-                       [truth] if isinstance(truth, str) else truth)  # fmt: skip
+                       [truth] if isinstance(truth, str) else truth, image_ref=f"{spec}/{i}")  # fmt: skip
 
 
 def _rows(path: Path, encoding: str) -> Iterator[tuple[int, dict[str, Any] | None, str | None]]:
@@ -128,7 +129,7 @@ def _record_items(
             if leaves and not allow_outside_root:
                 item.error = (f"{where}, row {row}, column '{image_column}': image path {image.strip()!r} leaves "
                               f"'{folder}'; expected a path inside it (or pass --allow-outside-root)")  # fmt: skip
-            item.image = file
+            item.image = item.image_ref = file
         missing = text is None or text == "" or (isinstance(text, float) and text != text)  # NaN: an empty cell
         item.text = None if missing else str(text)
         truth = record.get(label_column)
@@ -167,7 +168,7 @@ def scan_items(
         if not files:
             raise DataError(f"folder '{path}' holds no image files ({', '.join(IMAGE_SUFFIXES)})")
         for position, file in enumerate(files):
-            yield ScanItem(position, str(file.relative_to(path)), str(file), None)
+            yield ScanItem(position, str(file.relative_to(path)), str(file), None, image_ref=str(file))
         return
     if path.is_file():
         yield from _record_items(_rows(path, cfg.encoding), str(path), path.parent, cfg, allow_outside_root, images,

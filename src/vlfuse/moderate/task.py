@@ -8,6 +8,7 @@ plots/reliability_{val,test}.png and a "Moderation" section in report.md.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -41,26 +42,64 @@ class ModerateTask(ClassifyTask):
 
     def finish(self, model: nn.Module, records: list[StageRecord]) -> dict[str, Any]:
         result = super().finish(model, records)
-        cfg, data, run_dir = self.cfg, self.data, self.ctx.run_dir
-        splits = {"val": data.val, "test": data.test}
         logits, labels = {}, {}
-        for name, split in splits.items():
+        for name, split in (("val", self.data.val), ("test", self.data.test)):
             if split is not None and len(split):
                 logits[name] = self._score(model, split)[1].numpy().astype(np.float64)  # (N, K)
                 labels[name] = label_matrix(split.labels, len(self.scores))
-        calibrator, rules = fit_policy(cfg.policy, cfg.calibration.method, self.scores, logits["val"], labels["val"])
-        measures = {name: measure_split(calibrator, rules, self.scores, logits[name], labels[name]) for name in logits}
-        review = {name: item_review_rate(calibrator, rules, self.scores, logits[name]) for name in logits}
-        moderation = {"score_labels": self.scores, "calibration": calibrator.as_dict(), "rules": rules,
-                      "measures": measures, "item_review_rate": review}  # fmt: skip
-        atomic_write_text(run_dir / MODERATION_FILE, json.dumps(moderation, indent=1))
-        for name in logits:
-            plot_reliability(self.scores, logits[name], labels[name], calibrator,
-                             run_dir / f"plots/reliability_{name}.png", f"Reliability ({name})")  # fmt: skip
-        with open(run_dir / "report.md", "a") as report:
-            report.write(moderation_section(moderation, list(logits)))
-        result["moderation"] = {name: {k: v.get("auroc") for k, v in m.items()} for name, m in measures.items()}
+        moderation = fit_and_record(self.cfg, self.scores, logits, labels, self.ctx.run_dir)
+        result["moderation"] = {s: {k: v.get("auroc") for k, v in m.items()} for s, m in moderation["measures"].items()}
         return result
+
+
+def fit_and_record(
+    cfg: ModerateConfig, scores: list[str], logits: dict[str, np.ndarray], labels: dict[str, np.ndarray], run_dir: Path
+) -> dict[str, Any]:  # fmt: skip
+    """Fit calibration and the policy on val, measure on every split given; write moderation.json, the reliability
+    plots and the report's moderation section (replacing an earlier one)."""
+    calibrator, rules = fit_policy(cfg.policy, cfg.calibration.method, scores, logits["val"], labels["val"])
+    measures = {name: measure_split(calibrator, rules, scores, logits[name], labels[name]) for name in logits}
+    review = {name: item_review_rate(calibrator, rules, scores, logits[name]) for name in logits}
+    moderation = {"score_labels": scores, "calibration": calibrator.as_dict(), "rules": rules, "measures": measures,
+                  "item_review_rate": review}  # fmt: skip
+    atomic_write_text(run_dir / MODERATION_FILE, json.dumps(moderation, indent=1))
+    (run_dir / "plots").mkdir(exist_ok=True)
+    for name in logits:
+        plot_reliability(scores, logits[name], labels[name], calibrator, run_dir / f"plots/reliability_{name}.png",
+                         f"Reliability ({name})")  # fmt: skip
+    report = run_dir / "report.md"
+    before = report.read_text().split(SECTION)[0].rstrip("\n") if report.is_file() else ""
+    atomic_write_text(report, before + "\n" + moderation_section(moderation, list(logits)))
+    return moderation
+
+
+def refit_policy(run: str | Path, *, policy: Any = None, calibration: str | None = None) -> dict[str, Any]:
+    """Choose a finished moderate run's calibration, thresholds and bands again — for a new policy (a file path or a
+    mapping) and/or calibration method — on its validation split, without retraining; its config.yaml then records
+    the new policy. Returns the new moderation.json content."""
+    from vlfuse.classify.evaluate import predict_logits
+    from vlfuse.config import save_config
+    from vlfuse.task import load_run_for
+
+    loaded = load_run_for(run, "moderate")
+    updates: dict[str, Any] = {}
+    if policy is not None:
+        updates["policy"] = policy
+    if calibration is not None:
+        updates["calibration"] = {"method": calibration}
+    raw = loaded.cfg.model_dump(mode="json") | updates
+    cfg = ModerateConfig.model_validate(raw)
+    cfg.policy.check_labels(loaded.scores, "policy")
+    logits, labels = {}, {}
+    device = next(loaded.model.parameters()).device
+    for name in ("val", "test"):
+        split = loaded.split_data(name)
+        logits[name] = predict_logits(loaded.model, split, loaded.preprocess, batch_size=cfg.train.eval_batch_size,
+                                      device=device).numpy().astype(np.float64)  # fmt: skip
+        labels[name] = label_matrix(split.labels, len(loaded.scores))
+    moderation = fit_and_record(cfg, loaded.scores, logits, labels, loaded.path)
+    save_config(cfg, loaded.path / "config.yaml")
+    return moderation
 
 
 def _pct(entry: dict[str, Any] | None) -> str:
@@ -70,9 +109,12 @@ def _pct(entry: dict[str, Any] | None) -> str:
     return f"{100 * entry['value']:.2f} % [{100 * low:.2f}, {100 * high:.2f}]"
 
 
+SECTION = "## Moderation"
+
+
 def moderation_section(moderation: dict[str, Any], splits: list[str]) -> str:
     """The report's moderation section: calibration, the policy on test, reliability diagrams."""
-    lines = ["", "## Moderation", "", f"Calibration: {moderation['calibration']['method']} (fit on val).", "",
+    lines = ["", SECTION, "", f"Calibration: {moderation['calibration']['method']} (fit on val).", "",
              "| split | label | AUROC | ECE before | ECE after | Brier after |", "|---|---|---|---|---|---|"]
     for split in splits:
         for label, m in moderation["measures"][split].items():

@@ -8,13 +8,11 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from pydantic import BaseModel, Field
-from starlette.concurrency import run_in_threadpool
 
 from vlfuse.serve.batcher import MicroBatcher
 from vlfuse.serve.capabilities import ServeContext, register_capability
 from vlfuse.serve.errors import ERROR_RESPONSES
-from vlfuse.serve.limits import decode_upload
-from vlfuse.serve.predict import PredictItem, UsedInputs, _check_presence, _check_text, _explain_empty_form
+from vlfuse.serve.predict import PredictItem, UsedInputs, read_inputs
 
 
 class LabelVerdictOut(BaseModel):
@@ -46,7 +44,7 @@ def describe_policy(run) -> dict:
 
 @register_capability("moderate", available=lambda ctx: _moderate_run(ctx) is not None)
 def moderate_routes(ctx: ServeContext) -> APIRouter:
-    run, predictor, limits = _moderate_run(ctx), ctx.predictor, ctx.limits
+    run, limits = _moderate_run(ctx), ctx.limits
     ctx.info["moderate"] = describe_policy(run)
 
     def run_batch(items: list[tuple[PredictItem, bool]]) -> list:
@@ -76,22 +74,10 @@ def moderate_routes(ctx: ServeContext) -> APIRouter:
         text: Annotated[str | None, Form(max_length=limits.max_text_chars, description="the post's text")] = None,
         attribute: Annotated[bool, Form(description="name the modality behind each score (3 passes)")] = True,
     ) -> ModerateResponse:
-        if image is not None and not image.filename and not image.size:
-            image = None  # an HTML form's empty file input
-        if image is None and text is None:
-            await _explain_empty_form(request)
         with batcher.reserve() as ticket:
-            text = _check_text(text, ctx)
-            has_image = image is not None and predictor.reads_image
-            _check_presence(has_image, text is not None, ctx)
-            pixels = None
-            if has_image:
-                data = await image.read()
-                pixels = await run_in_threadpool(
-                    decode_upload, data, image.filename, limits, size=predictor.image_size, channels=predictor.channels
-                )  # (C, H, W) uint8
+            pixels, text = await read_inputs(request, image, text, ctx)
             verdict = await batcher.submit((PredictItem(pixels, text), attribute), ticket)
         out = verdict.as_dict()
-        return ModerateResponse(**out, used=UsedInputs(image=has_image, text=text is not None))
+        return ModerateResponse(**out, used=UsedInputs(image=pixels is not None, text=text is not None))
 
     return router

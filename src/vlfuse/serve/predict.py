@@ -39,13 +39,13 @@ class PredictItem:
     text: str | None
 
 
-def _check_text(text: str | None, ctx: ServeContext) -> str | None:
+def check_text(text: str | None, ctx: ServeContext) -> str | None:
     if text is None or not ctx.predictor.reads_text:
         return None
     return require_text(text, "text", ctx.limits.max_text_chars)
 
 
-def _check_presence(has_image: bool, has_text: bool, ctx: ServeContext) -> None:
+def check_presence(has_image: bool, has_text: bool, ctx: ServeContext) -> None:
     p = ctx.predictor
     if not has_image and not has_text:
         wanted = " and/or ".join(
@@ -62,7 +62,7 @@ def _check_presence(has_image: bool, has_text: bool, ctx: ServeContext) -> None:
             )
 
 
-async def _explain_empty_form(request: Request) -> None:
+async def explain_empty_form(request: Request) -> None:
     """Neither field arrived: tell a wrong content type or an unparseable body apart from an empty request."""
     content_type = request.headers.get("content-type", "")
     if content_type and not content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
@@ -83,6 +83,28 @@ async def _explain_empty_form(request: Request) -> None:
             "the multipart/form-data body holds no complete field (check the boundary and the closing delimiter); "
             "expected an 'image' file and/or a 'text' field",
         )
+
+
+async def read_inputs(
+    request: Request, image: UploadFile | None, text: str | None, ctx: ServeContext
+) -> tuple[torch.Tensor | None, str | None]:
+    """A form's image and/or text, checked (the one text rule, the modalities the model needs) and the image decoded
+    at the model's size: (pixels (C, H, W) uint8 or None, text or None). Raises ApiError (4xx) otherwise."""
+    predictor, limits = ctx.predictor, ctx.limits
+    if image is not None and not image.filename and not image.size:
+        image = None  # an HTML form's empty file input
+    if image is None and text is None:
+        await explain_empty_form(request)
+    text = check_text(text, ctx)
+    has_image = image is not None and predictor.reads_image
+    check_presence(has_image, text is not None, ctx)
+    if not has_image:
+        return None, text
+    data = await image.read()
+    pixels = await run_in_threadpool(
+        decode_upload, data, image.filename, limits, size=predictor.image_size, channels=predictor.channels
+    )  # (C, H, W) uint8
+    return pixels, text
 
 
 @register_capability("predict", available=lambda ctx: ctx.predictor is not None)
@@ -125,27 +147,15 @@ def predict_routes(ctx: ServeContext) -> APIRouter:
         ] = None,
         top_k: Annotated[int, Form(ge=1, le=num_labels, description="how many labels to return")] = min(5, num_labels),
     ) -> PredictResponse:
-        if image is not None and not image.filename and not image.size:
-            image = None  # an HTML form's empty file input
-        if image is None and text is None:
-            await _explain_empty_form(request)
         with batcher.reserve() as ticket:
-            text = _check_text(text, ctx)
-            has_image = image is not None and predictor.reads_image
-            _check_presence(has_image, text is not None, ctx)
-            pixels = None
-            if has_image:
-                data = await image.read()
-                pixels = await run_in_threadpool(
-                    decode_upload, data, image.filename, limits, size=predictor.image_size, channels=predictor.channels
-                )  # (C, H, W) uint8
+            pixels, text = await read_inputs(request, image, text, ctx)
             probs = await batcher.submit(PredictItem(pixels, text), ticket)  # (K,)
         order = probs.argsort(descending=True)[:top_k].tolist()
         return PredictResponse(
             predictions=[
                 LabelProbability(label=predictor.label_names[i], probability=min(1.0, float(probs[i]))) for i in order
             ],
-            used=UsedInputs(image=has_image, text=text is not None),
+            used=UsedInputs(image=pixels is not None, text=text is not None),
             backend=predictor.backend,
         )
 

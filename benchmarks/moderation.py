@@ -76,8 +76,7 @@ def calibration_methods(run_dir: Path) -> dict:
 
     run = vlfuse.load_run(run_dir)
     logits, labels = {}, {}
-    for name in ("val", "test"):
-        split = run.split_data(name)
+    for name, split in zip(("val", "test"), run.splits("val", "test"), strict=True):
         logits[name] = predict_logits(run.model, split, run.preprocess, batch_size=512,
                                       device=torch.device("cpu")).numpy().astype(np.float64)  # fmt: skip
         labels[name] = label_matrix(split.labels, len(run.scores))
@@ -104,9 +103,13 @@ def summarize(run_dir: Path, seconds: float | None) -> dict:
                       "automatic_precision": m["three_way"]["automatic_precision"]}  # fmt: skip
         labels[name] = entry
     aurocs = [labels[n]["auroc"] for n in MULTIMODAL if labels[n]["auroc"] is not None]
+    epochs = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    run_summary = json.loads((run_dir / "run.json").read_text())
     cfg = vlfuse.load_run(run_dir).cfg
     return {"run": str(run_dir.relative_to(ROOT)) if run_dir.is_relative_to(ROOT) else str(run_dir),
             "fusion": cfg.model.fusion.name, "epochs": cfg.train.epochs, "train_seconds": seconds,
+            "run_total_seconds": run_summary.get("total_seconds"),
+            "epoch_train_seconds": [round(e["train_seconds"], 1) for e in epochs],
             "macro_auroc_multimodal": float(np.mean(aurocs)), "labels": labels,
             "item_review_rate_test": moderation["item_review_rate"].get("test"),
             "temperatures": moderation["calibration"].get("temperature")}  # fmt: skip

@@ -171,3 +171,20 @@ def test_the_scan_report_counts_every_decision(run_dir, cli, tmp_path):
     assert "histograms.png" in report and (tmp_path / "d.jsonl.report/histograms.png").is_file()
     assert any((tmp_path / "d.jsonl.report").glob("grid_*.png"))
     assert all(len(v) <= 8 for v in summary["worst_false_positives"].values())
+
+
+def test_an_image_folder_is_scanned_image_only(run, tmp_path):
+    folder = tmp_path / "photos"
+    (folder / "sub").mkdir(parents=True)
+    images = run.split_data("test").images
+    for i, name in enumerate(["a.png", "b.png", "sub/c.png"]):
+        Image.fromarray(images[i][0].numpy()).save(folder / name)
+    (folder / "sub/d.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    out = tmp_path / "d.jsonl"
+    scan(run, str(folder), out)
+    records = lines(out)
+    assert [r["id"] for r in records] == ["a.png", "b.png", "sub/c.png", "sub/d.png"]
+    assert [r["decision"] == "error" for r in records] == [False, False, False, True]
+    assert records[0]["image"] == str(folder / "a.png") and "truth" not in records[0]
+    expected = run.moderate([str(folder / "a.png")], None)[0]
+    assert records[0]["labels"]["prohibited"]["probability"] == pytest.approx(expected.labels["prohibited"].probability)

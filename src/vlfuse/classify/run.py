@@ -162,12 +162,18 @@ class ClassifyRun:
 
     def split_data(self, split: str = "test") -> SplitData:
         """Re-prepare the run's data (with its tokenizer and labels) and return one split."""
+        return self.splits(split)[0]
+
+    def splits(self, *names: str) -> list[SplitData]:
+        """Re-prepare the run's data once (with its tokenizer and labels) and return the named splits."""
         data = prepare_data(self.cfg.data, seed=self.cfg.seed, tokenizer=self.tokenizer, label_names=self.label_names)
-        chosen = {"train": data.train, "val": data.val, "test": data.test}.get(split)
-        if chosen is None:
-            raise ValueError(f"split '{split}' is not available; choose train, val or test")
         if data.label_names != self.label_names:
             raise CheckpointError(f"the data's labels {data.label_names} differ from the run's {self.label_names}")
+        available = {"train": data.train, "val": data.val, "test": data.test}
+        chosen = [available.get(name) for name in names]
+        missing = [name for name, split in zip(names, chosen, strict=True) if split is None]
+        if missing:
+            raise ValueError(f"split '{missing[0]}' is not available; choose train, val or test")
         return chosen
 
     def evaluate(self, split: str = "test") -> dict[str, float]:

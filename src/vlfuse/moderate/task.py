@@ -92,8 +92,7 @@ def refit_policy(run: str | Path, *, policy: Any = None, calibration: str | None
     cfg.policy.check_labels(loaded.scores, "policy")
     logits, labels = {}, {}
     device = next(loaded.model.parameters()).device
-    for name in ("val", "test"):
-        split = loaded.split_data(name)
+    for name, split in zip(("val", "test"), loaded.splits("val", "test"), strict=True):
         logits[name] = predict_logits(loaded.model, split, loaded.preprocess, batch_size=cfg.train.eval_batch_size,
                                       device=device).numpy().astype(np.float64)  # fmt: skip
         labels[name] = label_matrix(split.labels, len(loaded.scores))

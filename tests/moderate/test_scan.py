@@ -11,13 +11,12 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 
 import vlfuse
 from vlfuse.errors import DataError
-from vlfuse.moderate.policy import label_decision
+from vlfuse.moderate.policy import band_of, label_decision
 from vlfuse.moderate.scan import meta_path, scan
 
 VLFUSE = [sys.executable, "-m", "vlfuse.cli"]
@@ -31,6 +30,12 @@ def run_dir(trained_runs) -> Path:
 @pytest.fixture(scope="module")
 def run(run_dir):
     return vlfuse.load_run(run_dir)
+
+
+@pytest.fixture(scope="module")
+def photos(run):
+    """The test split's unique photos, (M, 1, 28, 28) uint8 (the data is prepared once for the module)."""
+    return run.split_data("test").images
 
 
 def lines(path: Path) -> list[dict]:
@@ -54,17 +59,15 @@ def test_the_run_holds_rules_chosen_on_val_and_measured_on_test(run_dir):
     assert (run_dir / "plots/reliability_test.png").stat().st_size > 1000
 
 
-def test_decisions_follow_the_fitted_rules(run):
-    images = [run.split_data("test").images[i] for i in range(16)]
+def test_decisions_follow_the_fitted_rules(run, photos):
+    images = [photos[i] for i in range(16)]
     texts = ["authentic sneaker", "replica bag, no idiots"] * 8
     verdicts = run.moderate(images, texts, attribute=True)
     probs = run.calibrated(images, texts)  # (16, 3)
     for verdict, row in zip(verdicts, probs, strict=True):
         for k, name in enumerate(run.scores):
             rule = run.rules[name]
-            low = -np.inf if rule["low"] is None else rule["low"]
-            high = np.inf if rule["high"] is None else rule["high"]
-            assert verdict.labels[name].decision == label_decision(row[k], rule["action"], low, high)
+            assert verdict.labels[name].decision == label_decision(row[k], rule["action"], *band_of(rule))
             assert verdict.labels[name].driver in ("image", "text", "both")
         assert verdict.decision == max((v.decision for v in verdict.labels.values()),
                                        key=("allow", "review", "block").index)  # fmt: skip
@@ -101,9 +104,9 @@ def test_an_output_of_another_scan_is_refused(run, tmp_path):
     assert scan(run, "marketplace:test", out, limit=20, overwrite=True)["items"] == 20
 
 
-def test_bad_items_are_reported_in_the_output_never_dropped(run, tmp_path):
+def test_bad_items_are_reported_in_the_output_never_dropped(run, photos, tmp_path):
     good = tmp_path / "good.png"
-    Image.fromarray(run.split_data("test").images[0][0].numpy()).save(good)
+    Image.fromarray(photos[0][0].numpy()).save(good)
     (tmp_path / "broken.png").write_bytes(b"this is not a png")
     (tmp_path / "posts.csv").write_text(
         "image,text\n"
@@ -173,10 +176,10 @@ def test_the_scan_report_counts_every_decision(run_dir, cli, tmp_path):
     assert all(len(v) <= 8 for v in summary["worst_false_positives"].values())
 
 
-def test_an_image_folder_is_scanned_image_only(run, tmp_path):
+def test_an_image_folder_is_scanned_image_only(run, photos, tmp_path):
     folder = tmp_path / "photos"
     (folder / "sub").mkdir(parents=True)
-    images = run.split_data("test").images
+    images = photos
     for i, name in enumerate(["a.png", "b.png", "sub/c.png"]):
         Image.fromarray(images[i][0].numpy()).save(folder / name)
     (folder / "sub/d.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
@@ -188,3 +191,9 @@ def test_an_image_folder_is_scanned_image_only(run, tmp_path):
     assert records[0]["image"] == str(folder / "a.png") and "truth" not in records[0]
     expected = run.moderate([str(folder / "a.png")], None)[0]
     assert records[0]["labels"]["prohibited"]["probability"] == pytest.approx(expected.labels["prohibited"].probability)
+
+
+def test_attribution_skips_items_with_one_modality(run, photos):
+    images = [photos[0], None, photos[1]]
+    verdicts = run.moderate(images, ["replica bag", "authentic bag", None], attribute=True)
+    assert [v.labels["prohibited"].driver is None for v in verdicts] == [False, True, True]

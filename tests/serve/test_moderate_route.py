@@ -16,12 +16,13 @@ from vlfuse.serve import create_app
 @pytest.fixture(scope="module")
 def moderated(trained_runs):
     run = load_run(trained_runs("moderate")[0])
+    run.test_photos = run.split_data("test").images  # (M, 1, 28, 28): prepared once for the module
     with live_server(create_app(run)) as url, httpx.Client(base_url=url, timeout=30) as client:
         yield client, run, url
 
 
 def listing_png(run, index: int = 0) -> bytes:
-    pixels = run.split_data("test").images[index][0].numpy()  # (28, 28) garment photo
+    pixels = run.test_photos[index][0].numpy()  # (28, 28) garment photo
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="PNG")
     return buffer.getvalue()

@@ -10,7 +10,15 @@ from typing import Any
 import numpy as np
 
 from vlfuse.moderate.calibration import Calibrator, fit_calibrator, sigmoid
-from vlfuse.moderate.policy import Policy, choose_band, choose_threshold, confusion_at, label_decision, rate
+from vlfuse.moderate.policy import (
+    Policy,
+    band_of,
+    choose_band,
+    choose_threshold,
+    confusion_at,
+    label_decision,
+    rate,
+)
 
 ECE_BINS = 15
 
@@ -80,12 +88,6 @@ def fit_policy(
     return calibrator, rules
 
 
-def band(rule: dict[str, Any]) -> tuple[float, float]:
-    """(low, high) of a fitted label rule, with unbounded ends as ∓inf."""
-    low, high = rule["low"], rule["high"]
-    return (-np.inf if low is None else low), (np.inf if high is None else high)
-
-
 def measure_split(
     calibrator: Calibrator, rules: dict[str, dict[str, Any]], label_names: list[str], logits: np.ndarray,
     labels: np.ndarray,
@@ -102,7 +104,7 @@ def measure_split(
         if name in rules:
             rule = rules[name]
             entry["at_threshold"] = confusion_at(calibrated[:, k], y, rule["threshold"])
-            entry["three_way"] = three_way(calibrated[:, k], y, rule["action"], *band(rule))
+            entry["three_way"] = three_way(calibrated[:, k], y, rule["action"], *band_of(rule))
         out[name] = entry
     return out
 
@@ -114,7 +116,7 @@ def item_review_rate(calibrator, rules, label_names, logits: np.ndarray) -> floa
     block = np.zeros(len(probs), dtype=bool)
     for name, rule in rules.items():
         k = label_names.index(name)
-        d = np.array([label_decision(p, rule["action"], *band(rule)) for p in probs[:, k].tolist()])
+        d = np.array([label_decision(p, rule["action"], *band_of(rule)) for p in probs[:, k].tolist()])
         review |= d == "review"
         block |= d == "block"
     return float((review & ~block).mean())

@@ -186,6 +186,12 @@ def choose_band(
 
 
 # --------------------------------------------------------------------------------------------------------- decisions
+def band_of(rule: dict[str, Any]) -> tuple[float, float]:
+    """(low, high) of a fitted label rule (as moderation.json holds it: null for an unbounded end) as ∓inf."""
+    low, high = rule["low"], rule["high"]
+    return (-math.inf if low is None else low), (math.inf if high is None else high)
+
+
 def label_decision(p: float, action: str, low: float, high: float) -> str:
     """One label's decision for calibrated probability p: its action at ≥ high, review in [low, high), else allow."""
     if p >= high:

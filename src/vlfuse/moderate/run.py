@@ -17,7 +17,7 @@ from vlfuse.classify.run import ClassifyRun
 from vlfuse.errors import CheckpointError
 from vlfuse.moderate.calibration import Calibrator
 from vlfuse.moderate.config import ModerateConfig
-from vlfuse.moderate.policy import label_decision, most_severe
+from vlfuse.moderate.policy import band_of, label_decision, most_severe
 
 MODERATION_FILE = "moderation.json"
 DRIVER_RATIO = 0.5  # a modality "drives" a score when removing it moves the score ≥ 2× more than removing the other
@@ -43,11 +43,6 @@ class Verdict:
     def as_dict(self) -> dict[str, Any]:
         return {"decision": self.decision, "labels": {k: v.__dict__ for k, v in self.labels.items()},
                 "reasons": [k for k, v in self.labels.items() if v.decision != "allow"]}  # fmt: skip
-
-
-def _band(rule: dict[str, Any]) -> tuple[float, float]:
-    low, high = rule["low"], rule["high"]
-    return (-np.inf if low is None else low), (np.inf if high is None else high)
 
 
 class ModerateRun(ClassifyRun):
@@ -93,7 +88,7 @@ class ModerateRun(ClassifyRun):
             labels = {}
             for k, name in enumerate(self.scores):
                 rule = self.rules.get(name)
-                decision = "allow" if rule is None else label_decision(row[k], rule["action"], *_band(rule))
+                decision = "allow" if rule is None else label_decision(row[k], rule["action"], *band_of(rule))
                 labels[name] = LabelVerdict(row[k], decision)
             verdicts.append(Verdict(most_severe([v.decision for v in labels.values()]), labels))
         return verdicts
@@ -105,19 +100,16 @@ class ModerateRun(ClassifyRun):
         probs = self.calibrated(images, texts)
         verdicts = self.decide(probs)
         if attribute and self.can_attribute and images is not None and texts is not None:
-            n = len(images)
-            has_both = np.array([i is not None and t is not None for i, t in zip(images, texts, strict=True)])
-            if has_both.any():
-                no_image = self.calibrated([None] * n, texts)  # (B, K) scored from the text alone
-                no_text = self.calibrated(images, [None] * n)  # (B, K) scored from the image alone
-                for b, verdict in enumerate(verdicts):
-                    if not has_both[b]:
-                        continue
+            both = [b for b, (i, t) in enumerate(zip(images, texts, strict=True)) if i is not None and t is not None]
+            if both:
+                no_image = self.calibrated([None] * len(both), [texts[b] for b in both])  # (E, K) from the text alone
+                no_text = self.calibrated([images[b] for b in both], [None] * len(both))  # (E, K) from the image alone
+                for row, b in enumerate(both):
                     for k, name in enumerate(self.scores):
-                        image_delta = abs(probs[b, k] - no_image[b, k])  # what the image adds
-                        text_delta = abs(probs[b, k] - no_text[b, k])  # what the text adds
+                        image_delta = abs(probs[b, k] - no_image[row, k])  # what the image adds
+                        text_delta = abs(probs[b, k] - no_text[row, k])  # what the text adds
                         small, large = sorted((image_delta, text_delta))
                         driver = "both" if small >= DRIVER_RATIO * large else (
                             "image" if image_delta > text_delta else "text")  # fmt: skip
-                        verdict.labels[name].driver = driver
+                        verdicts[b].labels[name].driver = driver
         return verdicts

@@ -40,10 +40,11 @@ def timed_scan(run: str, source: str, out: Path, *extra: str) -> dict:
     command = [*VLFUSE, run, source, "--out", str(out), "--overwrite", "--no-report", *extra]
     done = subprocess.run([sys.executable, "-c", PEAK, *command], capture_output=True, text=True, check=True)
     peak = int(done.stdout.split("max_rss_kib")[1].split()[0])
-    line = next(x for x in done.stdout.splitlines() if "items scanned" in x)
-    items, seconds = line.split(" items scanned in ")[0], line.split(" items scanned in ")[1].split(" s ")[0]
-    n = int(items.replace(",", ""))
-    return {"items": n, "seconds": float(seconds), "items_per_s": n / float(seconds),
+    text = " ".join(done.stdout.split())  # the console may wrap: "… N items scanned in S s (R items/s); …"
+    items, rest = text.split(" items scanned in ")
+    seconds, rate = rest.split(" s (")[0], rest.split(" s (")[1].split(" items/s")[0]
+    n = int(items.split()[-1].replace(",", ""))
+    return {"items": n, "seconds": float(seconds), "items_per_s": float(rate.replace(",", "")),
             "max_rss_mb": peak / 1024}  # fmt: skip
 
 

@@ -88,6 +88,7 @@ def test_decisions():
     assert [label_decision(p, "block", 0.2, 0.8) for p in (0.1, 0.2, 0.5, 0.8)] == ["allow", "review", "review",
                                                                                    "block"]  # fmt: skip
     assert label_decision(0.9, "review", 0.5, 0.5) == "review" and label_decision(0.4, "block", 0.5, 0.5) == "allow"
+    assert [label_decision(p, "allow", 0.2, 0.8) for p in (0.1, 0.5, 0.9)] == ["allow"] * 3  # reported, not acted on
     assert most_severe(["allow", "block", "review"]) == "block" and most_severe([]) == "allow"
 
 

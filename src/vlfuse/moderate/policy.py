@@ -6,7 +6,7 @@ Policy file (YAML; the `policy` key of a moderate config, inline or as a path):
     labels:
       prohibited:
         target: {max_fpr: 0.01}      # or {min_recall: 0.95} or {min_precision: 0.99}: exactly one
-        action: block                # block | review: what a flagged item gets
+        action: block                # block | review | allow (scored and reported, never acted on)
         review_precision: 0.995      # optional: a review band so automatic decisions reach this precision
 
 Per label with calibrated probability p, threshold t and band [low, high) (low ≤ t ≤ high):
@@ -34,7 +34,7 @@ TARGET_KINDS = ("max_fpr", "min_recall", "min_precision")
 
 class LabelRule(Section):
     target: dict[str, float]  # exactly one of TARGET_KINDS → a rate in (0, 1)
-    action: Literal["block", "review"] = "block"
+    action: Literal["block", "review", "allow"] = "block"  # allow: the label is scored and reported, never acted on
     review_precision: float | None = Field(None, gt=0.5, lt=1.0)
     # lower_bound: the band is chosen so that the 95 % Wilson lower bound of each automatic side's precision on val
     # reaches review_precision (so it holds on new data with high probability); estimate: the point estimate does
@@ -193,7 +193,10 @@ def band_of(rule: dict[str, Any]) -> tuple[float, float]:
 
 
 def label_decision(p: float, action: str, low: float, high: float) -> str:
-    """One label's decision for calibrated probability p: its action at ≥ high, review in [low, high), else allow."""
+    """One label's decision for calibrated probability p: its action at ≥ high, review in [low, high), else allow
+    (always allow for a label whose action is allow)."""
+    if action == "allow":
+        return "allow"
     if p >= high:
         return action
     return "review" if p >= low else "allow"

@@ -116,10 +116,14 @@ def validate_config(raw: dict[str, Any], source: str = "config") -> BaseModel:
 
 
 def load_config(path: str | Path, overrides: list[str] | dict[str, Any] | None = None) -> BaseModel:
-    """A YAML config file (with dotted overrides) validated into its task's config class."""
+    """A YAML config file (with dotted overrides) validated into its task's config class. A config class with a
+    `resolve_paths(raw, folder)` hook gets to resolve the file paths the config names against the config's folder."""
     raw = read_yaml(path, "config file")
     if overrides:
         raw = apply_overrides(raw, overrides)
+    config_class = task_of(raw, str(path)).config_class
+    if hasattr(config_class, "resolve_paths"):
+        raw = config_class.resolve_paths(raw, Path(path).parent)
     return validate_config(raw, source=str(path))
 
 

@@ -131,3 +131,17 @@ def test_an_unknown_policy_label_is_named():
     policy = Policy.model_validate({"labels": {"spam": {"target": {"max_fpr": 0.01}}}})
     with pytest.raises(ConfigError, match="unknown label\\(s\\) 'spam'; the data's labels are 'mismatch'"):
         policy.check_labels(["mismatch", "prohibited", "abusive"])
+
+
+def test_a_relative_policy_path_is_read_beside_the_config(tmp_path, monkeypatch):
+    import yaml
+
+    from vlfuse.task import load_config
+
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "policies/p.yaml").write_text("labels:\n  abusive: {target: {min_recall: 0.9}}\n")
+    raw = copy.deepcopy(TINY_MODERATE) | {"policy": "policies/p.yaml"}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(raw))
+    monkeypatch.chdir(tmp_path.parent)  # not the config's folder
+    cfg = load_config(tmp_path / "config.yaml")
+    assert list(cfg.policy.labels) == ["abusive"] and cfg.policy.labels["abusive"].target == {"min_recall": 0.9}

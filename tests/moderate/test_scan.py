@@ -132,13 +132,14 @@ def test_bad_items_are_reported_in_the_output_never_dropped(run, photos, tmp_pat
 
 def test_json_lines_on_stdin_with_a_bad_line(run_dir, tmp_path):
     out = tmp_path / "d.jsonl"
-    stdin = '{"id": "a", "text": "authentic bag"}\nnot json\n{"id": "c", "text": "replica bag"}\n'
+    stdin = '{"id": "a", "text": "authentic bag"}\nnot json\n{"id": "c", "text": "replica bag"}\n{"image": 5}\n'
     done = subprocess.run([*VLFUSE, "moderate", str(run_dir), "-", "--out", str(out), "--no-report"], input=stdin,
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     records = lines(out)
-    assert [r["id"] for r in records] == ["a", "stdin:2", "c"]
+    assert [r["id"] for r in records] == ["a", "stdin:2", "c", "stdin:4"]
     assert records[1]["decision"] == "error" and "not a JSON object" in records[1]["error"]
+    assert "row 4, column 'image': expected an image path, got 5" in records[3]["error"]
 
 
 def test_a_scan_killed_with_sigkill_resumes_with_every_item_exactly_once(run_dir, tmp_path):

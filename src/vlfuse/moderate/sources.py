@@ -130,6 +130,8 @@ def _record_items(
                 item.error = (f"{where}, row {row}, column '{image_column}': image path {image.strip()!r} leaves "
                               f"'{folder}'; expected a path inside it (or pass --allow-outside-root)")  # fmt: skip
             item.image = item.image_ref = file
+        elif image not in (None, "") and not (isinstance(image, float) and image != image):  # NaN: an empty cell
+            item.error = f"{where}, row {row}, column '{image_column}': expected an image path, got {image!r}"
         missing = text is None or text == "" or (isinstance(text, float) and text != text)  # NaN: an empty cell
         item.text = None if missing else str(text)
         truth = record.get(label_column)

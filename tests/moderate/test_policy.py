@@ -29,27 +29,37 @@ LABELS = np.r_[np.zeros(1000), np.ones(100)]
 
 def test_max_fpr_takes_the_lowest_threshold_that_keeps_the_false_positive_rate():
     choice = choose_threshold(SCORES, LABELS, "max_fpr", 0.01)
-    # 10 negatives (0.990 … 0.999) may be flagged: the threshold is the 10th highest negative
-    assert choice.threshold == pytest.approx(0.990) and choice.met
+    # 10 negatives (0.990 … 0.999) may be flagged: the threshold lies between the 10th and 11th highest negative
+    assert choice.threshold == pytest.approx(0.9895) and choice.met
     assert confusion_at(SCORES, LABELS, choice.threshold)["fpr"]["value"] == pytest.approx(0.01)
     next_lower = SCORES[SCORES < choice.threshold].max()
     assert confusion_at(SCORES, LABELS, next_lower)["fpr"]["value"] > 0.01
 
 
+def test_a_rate_cap_is_not_spent_without_gaining_recall():
+    # every positive above every negative: recall is 100 % well before 1 % of the negatives are flagged
+    scores = np.r_[np.linspace(0, 0.5, 1000), np.linspace(0.6, 1.0, 100)]
+    choice = choose_threshold(scores, LABELS, "max_fpr", 0.01)
+    assert choice.threshold == pytest.approx(0.55) and choice.achieved == 0.0  # midway between the classes
+    assert choose_threshold(scores, LABELS, "min_precision", 0.5).threshold == pytest.approx(0.55)
+
+
 def test_min_recall_takes_the_highest_threshold_that_keeps_the_recall():
     choice = choose_threshold(SCORES, LABELS, "min_recall", 0.9)
-    assert choice.threshold == pytest.approx(POS[10]) and choice.achieved == pytest.approx(0.9)  # 90 of 100 above
+    # 90 of 100 above: between the 90th and the 91st highest positive (a negative at 0.549 lies between them)
+    assert POS[9] < choice.threshold < POS[10] and choice.achieved == pytest.approx(0.9)
+    assert confusion_at(SCORES, LABELS, choice.threshold)["recall"]["value"] == pytest.approx(0.9)
 
 
 def test_min_precision_reports_an_unreachable_target():
     mixed = np.r_[np.zeros(50), np.ones(50)]
     choice = choose_threshold(np.full(100, 0.5), mixed, "min_precision", 0.9)  # one score: precision is 0.5
     assert not choice.met and choice.achieved == pytest.approx(0.5)
-    shifted = np.r_[NEG, POS + 0.5]  # every positive above every negative
-    reachable = choose_threshold(shifted, LABELS, "min_precision", 0.9)
-    # the most recall at ≥ 0.9 precision: all 100 positives and 11 negatives (100 / 111 = 0.901)
-    assert reachable.met and reachable.threshold == pytest.approx(0.989)
-    assert confusion_at(shifted, LABELS, 0.988)["precision"]["value"] < 0.9
+    # precision at each cut, top down: 1/1, 1/2, 2/3, 2/4, 2/5, 3/6
+    scores, labels = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4]), np.array([1, 0, 1, 0, 0, 1])
+    assert choose_threshold(scores, labels, "min_precision", 0.6).threshold == pytest.approx(0.65)  # 2 of 3 found
+    assert choose_threshold(scores, labels, "min_precision", 0.5).threshold == pytest.approx(0.4)  # all 3 found
+    assert choose_threshold(scores, labels, "min_precision", 0.99).threshold == pytest.approx(0.85)
 
 
 def test_a_threshold_needs_both_classes():
@@ -68,7 +78,7 @@ def test_review_band_keeps_automatic_decisions_right():
     assert labels[flagged].mean() >= 0.99 and (1 - labels[allowed]).mean() >= 0.99
     # the band is the narrowest: one step further either way breaks the precision
     assert labels[scores >= scores[scores < high].max()].mean() < 0.99
-    assert (1 - labels[scores < scores[scores > low].min()]).mean() < 0.99
+    assert (1 - labels[scores <= scores[scores > low].min()]).mean() < 0.99
     # asking for the 95 % lower bound widens the band until each side's Wilson lower bound holds the precision
     safe_low, safe_high = choose_band(scores, labels, threshold, 0.99, lower_bound=True)
     assert safe_low < low and safe_high > high

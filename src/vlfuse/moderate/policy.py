@@ -133,9 +133,26 @@ def _sorted_counts(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, 
     return s[last], tp, fp
 
 
+def _cuts(s: np.ndarray) -> np.ndarray:
+    """For distinct descending scores s, the threshold that flags s[0..i] for each i: midway to the next lower
+    score (the last is s[-1] itself). The counts on s are those of flagging ≥ s[i], and new scores near an edge
+    fall on the side they lean to."""
+    return np.r_[(s[:-1] + s[1:]) / 2, s[-1:]]
+
+
+def _cut(s: np.ndarray, i: int) -> float:
+    return float(_cuts(s)[i])
+
+
+def _highest_with_most_recall(ok: np.ndarray, tp: np.ndarray) -> int:
+    """Among the allowed cuts `ok` (ascending indices into descending scores), the highest threshold that reaches
+    the most true positives: a rate cap is a budget, not a quota — no false positive is spent on no gain."""
+    return int(ok[np.flatnonzero(tp[ok] == tp[ok[-1]])[0]])
+
+
 def choose_threshold(scores: np.ndarray, labels: np.ndarray, kind: str, value: float) -> Choice:
-    """The threshold (flag where score ≥ it) meeting a target on (scores, labels), with the most recall for
-    max_fpr / min_precision and the fewest false positives for min_recall."""
+    """The threshold (flag where score ≥ it) meeting a target on (scores, labels): for max_fpr / min_precision the
+    most recall (and, at that recall, the fewest false positives); for min_recall the fewest false positives."""
     s, tp, fp = _sorted_counts(np.asarray(scores, float), np.asarray(labels))
     pos, neg = int(tp[-1]), int(fp[-1])
     if pos == 0 or neg == 0:
@@ -146,19 +163,19 @@ def choose_threshold(scores: np.ndarray, labels: np.ndarray, kind: str, value: f
         ok = np.flatnonzero(fpr <= value)
         if len(ok) == 0:  # even the highest score flags too many negatives: flag nothing
             return Choice(float(np.nextafter(s[0], np.inf)), True, 0.0)
-        i = ok[-1]
-        return Choice(float(s[i]), True, float(fpr[i]))
+        i = _highest_with_most_recall(ok, tp)
+        return Choice(_cut(s, i), True, float(fpr[i]))
     if kind == "min_recall":
         recall = tp / pos
         i = int(np.flatnonzero(recall >= value)[0])  # recall reaches 1 at the lowest score, so one exists
-        return Choice(float(s[i]), True, float(recall[i]))
+        return Choice(_cut(s, i), True, float(recall[i]))
     precision = tp / (tp + fp)
     ok = np.flatnonzero(precision >= value)
     if len(ok) == 0:
         i = int(np.argmax(precision))
-        return Choice(float(s[i]), False, float(precision[i]))
-    i = ok[-1]
-    return Choice(float(s[i]), True, float(precision[i]))
+        return Choice(_cut(s, i), False, float(precision[i]))
+    i = _highest_with_most_recall(ok, tp)
+    return Choice(_cut(s, i), True, float(precision[i]))
 
 
 def choose_band(
@@ -170,18 +187,17 @@ def choose_band(
     high = +inf when no threshold reaches the precision (nothing is flagged automatically), low = -inf likewise."""
     scores, labels = np.asarray(scores, float), np.asarray(labels).astype(bool)
     s, tp, fp = _sorted_counts(scores, labels)
-    above = s >= threshold
+    cuts = _cuts(s)  # flagging ≥ cuts[i] flags s[0..i]; allowing < cuts[i] allows s[i+1..]
     prec = wilson_bounds(tp, tp + fp)[0] if lower_bound else tp / (tp + fp)
-    ok = np.flatnonzero(above & (prec >= precision))
-    high = float(s[ok[-1]]) if len(ok) else math.inf
-    # a cut at s[i] allows the rows scored < s[i]: everything but the rows counted at s[i]
-    below_neg, below_pos = int((~labels).sum()) - fp, int(labels.sum()) - tp
+    ok = np.flatnonzero((cuts >= threshold) & (prec >= precision))
+    high = float(cuts[ok[-1]]) if len(ok) else math.inf
+    below_neg, below_pos = int((~labels).sum()) - fp, int(labels.sum()) - tp  # the rows after i
     below = below_neg + below_pos
     npv = np.where(below > 0, below_neg / np.maximum(below, 1), 1.0)
     if lower_bound:
         npv = wilson_bounds(below_neg, below)[0]
-    ok = np.flatnonzero((s <= threshold) & (npv >= precision))
-    low = float(s[ok[0]]) if len(ok) else -math.inf  # the highest such cut (s is descending)
+    ok = np.flatnonzero((cuts <= threshold) & (npv >= precision))
+    low = float(cuts[ok[0]]) if len(ok) else -math.inf  # the highest such cut
     return min(low, threshold), max(high, threshold)
 
 

@@ -198,3 +198,14 @@ def test_attribution_skips_items_with_one_modality(run, photos):
     images = [photos[0], None, photos[1]]
     verdicts = run.moderate(images, ["replica bag", "authentic bag", None], attribute=True)
     assert [v.labels["prohibited"].driver is None for v in verdicts] == [False, True, True]
+
+
+def test_a_table_edited_after_a_kill_is_not_continued(run, tmp_path):
+    table = tmp_path / "posts.jsonl"
+    table.write_text('{"text": "authentic bag"}\n{"text": "replica bag"}\n')
+    out = tmp_path / "d.jsonl"
+    scan(run, str(table), out)
+    with open(table, "a") as f:
+        f.write('{"text": "dupe sneaker"}\n')
+    with pytest.raises(DataError, match="written by another scan \\(source_bytes"):
+        scan(run, str(table), out)

@@ -3,7 +3,8 @@
 The output holds one line per item, in source order, each written whole with one `write` per micro-batch. A scan
 that was killed (even with SIGKILL) is continued by running the same command again: the output's complete lines are
 counted (a torn last line is cut off and that item scanned again), checked to be items 0..n-1 of the same scan
-(`<out>.scan.json` records the run and the source), and the source is read on from item n. So after any number of
+(`<out>.scan.json` records the run, the source — for a table also its size and modification time — and the
+options that change the items), and the source is read on from item n. So after any number of
 kills and re-runs the output holds every item exactly once. Memory stays flat: items stream through, and resuming
 reads the output line by line.
 """
@@ -145,6 +146,9 @@ def scan(
     where = str(Path(source).resolve()) if source != "-" and Path(source).exists() else source
     fingerprint = {"run": str(run.path.resolve()), "source": where, "limit": limit, "image_column": image_column,
                    "text_column": text_column}  # fmt: skip
+    if Path(where).is_file():  # a table edited between a kill and the re-run would shift the items
+        stat = Path(where).stat()
+        fingerprint |= {"source_bytes": stat.st_size, "source_mtime_ns": stat.st_mtime_ns}
     state = resume_state(out, fingerprint, overwrite=overwrite)
     items = scan_items(source, run.cfg.data, allow_outside_root=allow_outside_root, image_column=image_column,
                        text_column=text_column)  # fmt: skip

@@ -155,3 +155,11 @@ def test_a_relative_policy_path_is_read_beside_the_config(tmp_path, monkeypatch)
     monkeypatch.chdir(tmp_path.parent)  # not the config's folder
     cfg = load_config(tmp_path / "config.yaml")
     assert list(cfg.policy.labels) == ["abusive"] and cfg.policy.labels["abusive"].target == {"min_recall": 0.9}
+
+
+def test_array_decisions_agree_with_one_at_a_time():
+    from vlfuse.moderate.policy import label_decisions
+
+    p = np.linspace(0, 1, 101)
+    for action in ("block", "review", "allow"):
+        assert list(label_decisions(p, action, 0.3, 0.7)) == [label_decision(x, action, 0.3, 0.7) for x in p]

@@ -112,10 +112,12 @@ class ClassifyTask(TrainingTask):
         plot_learning_curves(history, plots_dir / "learning_curves.png", objective.primary_metric)
         plots = [("Learning curves", "plots/learning_curves.png")]
         metrics: dict[str, dict[str, float]] = {}
+        self.final_logits: dict[str, torch.Tensor] = {}  # split name → the best weights' logits
         for name, split in (("val", data.val), ("test", data.test)):
             if split is None or len(split) == 0:
                 continue
             metrics[name], logits = self._score(model, split)
+            self.final_logits[name] = logits  # (N, K), for subclasses that build on the scored splits
             if objective.kind != "multilabel":
                 matrix = confusion_matrix(objective.predictions(logits), split.labels.long(), objective.num_labels)
                 png = f"plots/confusion_{name}.png"

@@ -16,7 +16,7 @@ from vlfuse.moderate.policy import (
     choose_band,
     choose_threshold,
     confusion_at,
-    label_decision,
+    label_decisions,
     rate,
 )
 
@@ -45,7 +45,7 @@ def auroc(scores: np.ndarray, labels: np.ndarray) -> float | None:
 
 def three_way(probs: np.ndarray, labels: np.ndarray, action: str, low: float, high: float) -> dict[str, Any]:
     """Review rate and the precision of the automatic decisions (flagged ones right, allowed ones right)."""
-    decisions = np.array([label_decision(p, action, low, high) for p in probs.tolist()])
+    decisions = label_decisions(probs, action, low, high)
     y = labels.astype(bool)
     auto_flag, auto_allow = decisions == "block", decisions == "allow"
     if action == "review":  # flagged items go to people: only "allow" is automatic
@@ -116,7 +116,7 @@ def item_review_rate(calibrator, rules, label_names, logits: np.ndarray) -> floa
     block = np.zeros(len(probs), dtype=bool)
     for name, rule in rules.items():
         k = label_names.index(name)
-        d = np.array([label_decision(p, rule["action"], *band_of(rule)) for p in probs[:, k].tolist()])
+        d = label_decisions(probs[:, k], rule["action"], *band_of(rule))
         review |= d == "review"
         block |= d == "block"
     return float((review & ~block).mean())

@@ -218,5 +218,13 @@ def label_decision(p: float, action: str, low: float, high: float) -> str:
     return "review" if p >= low else "allow"
 
 
+def label_decisions(p: np.ndarray, action: str, low: float, high: float) -> np.ndarray:
+    """`label_decision` for an array of probabilities at once: an array of decision strings."""
+    p = np.asarray(p, dtype=np.float64)
+    if action == "allow":
+        return np.full(p.shape, "allow", dtype=object)
+    return np.where(p >= high, action, np.where(p >= low, "review", "allow")).astype(object)
+
+
 def most_severe(decisions: list[str]) -> str:
     return max(decisions, key=DECISIONS.index, default="allow")

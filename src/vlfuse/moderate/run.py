@@ -17,7 +17,7 @@ from vlfuse.classify.run import ClassifyRun
 from vlfuse.errors import CheckpointError
 from vlfuse.moderate.calibration import Calibrator
 from vlfuse.moderate.config import ModerateConfig
-from vlfuse.moderate.policy import band_of, label_decision, most_severe
+from vlfuse.moderate.policy import band_of, label_decisions, most_severe
 
 MODERATION_FILE = "moderation.json"
 DRIVER_RATIO = 0.5  # a modality "drives" a score when removing it moves the score ≥ 2× more than removing the other
@@ -83,13 +83,14 @@ class ModerateRun(ClassifyRun):
 
     def decide(self, probs: np.ndarray) -> list[Verdict]:
         """Policy decisions for calibrated probabilities (B, K)."""
+        columns = [
+            label_decisions(probs[:, k], self.rules[name]["action"], *band_of(self.rules[name]))
+            if name in self.rules else np.full(len(probs), "allow", dtype=object)
+            for k, name in enumerate(self.scores)
+        ]  # K arrays (B,)
         verdicts = []
-        for row in probs.tolist():
-            labels = {}
-            for k, name in enumerate(self.scores):
-                rule = self.rules.get(name)
-                decision = "allow" if rule is None else label_decision(row[k], rule["action"], *band_of(rule))
-                labels[name] = LabelVerdict(row[k], decision)
+        for b, row in enumerate(probs.tolist()):
+            labels = {name: LabelVerdict(row[k], str(columns[k][b])) for k, name in enumerate(self.scores)}
             verdicts.append(Verdict(most_severe([v.decision for v in labels.values()]), labels))
         return verdicts
 

@@ -42,11 +42,9 @@ class ModerateTask(ClassifyTask):
 
     def finish(self, model: nn.Module, records: list[StageRecord]) -> dict[str, Any]:
         result = super().finish(model, records)
-        logits, labels = {}, {}
-        for name, split in (("val", self.data.val), ("test", self.data.test)):
-            if split is not None and len(split):
-                logits[name] = self._score(model, split)[1].numpy().astype(np.float64)  # (N, K)
-                labels[name] = label_matrix(split.labels, len(self.scores))
+        splits = {"val": self.data.val, "test": self.data.test}
+        logits = {name: x.numpy().astype(np.float64) for name, x in self.final_logits.items()}  # (N, K) each
+        labels = {name: label_matrix(splits[name].labels, len(self.scores)) for name in logits}
         moderation = fit_and_record(self.cfg, self.scores, logits, labels, self.ctx.run_dir)
         result["moderation"] = {s: {k: v.get("auroc") for k, v in m.items()} for s, m in moderation["measures"].items()}
         return result

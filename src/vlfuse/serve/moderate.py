@@ -6,13 +6,13 @@ served with PyTorch; /v1/info gets a "moderate" section with the policy's fitted
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, Form, Request
 from pydantic import BaseModel, Field
 
 from vlfuse.serve.batcher import MicroBatcher
 from vlfuse.serve.capabilities import ServeContext, register_capability
 from vlfuse.serve.errors import ERROR_RESPONSES
-from vlfuse.serve.predict import PredictItem, UsedInputs, read_inputs
+from vlfuse.serve.predict import PredictItem, UsedInputs, image_field, read_inputs, text_field
 
 
 class LabelVerdictOut(BaseModel):
@@ -58,7 +58,6 @@ def moderate_routes(ctx: ServeContext) -> APIRouter:
     batcher = MicroBatcher(run_batch, **limits.batching())
     ctx.batchers["moderate"] = batcher
     router = APIRouter(tags=["moderate"])
-    accepted = ", ".join(limits.formats)
 
     @router.post(
         "/v1/moderate",
@@ -69,9 +68,8 @@ def moderate_routes(ctx: ServeContext) -> APIRouter:
     )
     async def moderate(
         request: Request,
-        image: Annotated[UploadFile | None, File(description=f"{accepted}; at most {limits.max_upload_bytes:,} bytes "
-                                                             f"and {limits.max_pixels:,} pixels")] = None,  # fmt: skip
-        text: Annotated[str | None, Form(max_length=limits.max_text_chars, description="the post's text")] = None,
+        image: image_field(limits, "may be omitted when the model reads text too") = None,
+        text: text_field(limits, "the post's text; may be omitted when the model reads images too") = None,
         attribute: Annotated[bool, Form(description="name the modality behind each score (3 passes)")] = True,
     ) -> ModerateResponse:
         with batcher.reserve() as ticket:

@@ -85,6 +85,18 @@ async def explain_empty_form(request: Request) -> None:
         )
 
 
+def image_field(limits, note: str):
+    """The optional `image` upload of a form route, described with the server's limits (an annotation)."""
+    accepted = ", ".join(limits.formats)
+    description = f"{accepted}; at most {limits.max_upload_bytes:,} bytes and {limits.max_pixels:,} pixels; {note}"
+    return Annotated[UploadFile | None, File(description=description)]
+
+
+def text_field(limits, description: str):
+    """The optional `text` field of a form route, limited to the server's text length (an annotation)."""
+    return Annotated[str | None, Form(max_length=limits.max_text_chars, description=description)]
+
+
 async def read_inputs(
     request: Request, image: UploadFile | None, text: str | None, ctx: ServeContext
 ) -> tuple[torch.Tensor | None, str | None]:
@@ -120,7 +132,6 @@ def predict_routes(ctx: ServeContext) -> APIRouter:
     batcher = MicroBatcher(run_batch, **limits.batching())
     ctx.batchers["predict"] = batcher
     router = APIRouter(tags=["predict"])
-    accepted = ", ".join(limits.formats)
 
     @router.post(
         "/v1/predict",
@@ -131,20 +142,8 @@ def predict_routes(ctx: ServeContext) -> APIRouter:
     )
     async def predict(
         request: Request,
-        image: Annotated[
-            UploadFile | None,
-            File(
-                description=f"{accepted}; at most {limits.max_upload_bytes:,} bytes and {limits.max_pixels:,} "
-                "pixels; may be omitted when the model reads text too"
-            ),
-        ] = None,
-        text: Annotated[
-            str | None,
-            Form(
-                max_length=limits.max_text_chars,
-                description="the text or question; may be omitted when the model reads images too",
-            ),
-        ] = None,
+        image: image_field(limits, "may be omitted when the model reads text too") = None,
+        text: text_field(limits, "the text or question; may be omitted when the model reads images too") = None,
         top_k: Annotated[int, Form(ge=1, le=num_labels, description="how many labels to return")] = min(5, num_labels),
     ) -> PredictResponse:
         with batcher.reserve() as ticket:

@@ -92,27 +92,30 @@ async function post(url, body, button) {
   }
 }
 
+// One list row: the label, a bar as wide as the probability, and a caption (by default the percentage).
+function barItem(label, probability, caption) {
+  const item = document.createElement("li");
+  item.dataset.label = label;
+  item.dataset.probability = String(probability);
+  const name = document.createElement("span");
+  name.className = "label";
+  name.textContent = label;
+  const bar = document.createElement("div");
+  bar.className = "bar";
+  const fill = document.createElement("span");
+  fill.style.width = `${(100 * probability).toFixed(1)}%`;
+  bar.append(fill);
+  const pct = document.createElement("span");
+  pct.className = "pct";
+  pct.textContent = caption || `${(100 * probability).toFixed(1)} %`;
+  item.append(name, bar, pct);
+  return item;
+}
+
 function render(result) {
   const list = $("results");
   list.replaceChildren();
-  for (const p of result.predictions) {
-    const item = document.createElement("li");
-    item.dataset.label = p.label;
-    item.dataset.probability = String(p.probability);
-    const name = document.createElement("span");
-    name.className = "label";
-    name.textContent = p.label;
-    const bar = document.createElement("div");
-    bar.className = "bar";
-    const fill = document.createElement("span");
-    fill.style.width = `${(100 * p.probability).toFixed(1)}%`;
-    bar.append(fill);
-    const pct = document.createElement("span");
-    pct.className = "pct";
-    pct.textContent = `${(100 * p.probability).toFixed(1)} %`;
-    item.append(name, bar, pct);
-    list.append(item);
-  }
+  for (const p of result.predictions) list.append(barItem(p.label, p.probability));
   $("top-label").textContent = result.predictions.length ? result.predictions[0].label : "";
   const used = [result.used.image ? "image" : null, result.used.text ? "text" : null].filter(Boolean);
   $("answer-meta").textContent = `from ${used.join(" + ")} (${result.backend} backend)`;
@@ -135,23 +138,9 @@ function renderVerdict(result) {
   const list = $("verdict-labels");
   list.replaceChildren();
   for (const [label, v] of Object.entries(result.labels)) {
-    const item = document.createElement("li");
-    item.dataset.label = label;
-    item.dataset.decision = v.decision;
-    item.dataset.probability = String(v.probability);
-    const name = document.createElement("span");
-    name.className = "label";
-    name.textContent = label;
-    const bar = document.createElement("div");
-    bar.className = "bar";
-    const fill = document.createElement("span");
-    fill.style.width = `${(100 * v.probability).toFixed(1)}%`;
-    bar.append(fill);
-    const pct = document.createElement("span");
-    pct.className = "pct";
     const driver = v.driver ? `, from ${v.driver}` : "";
-    pct.textContent = `${(100 * v.probability).toFixed(1)} % · ${v.decision}${driver}`;
-    item.append(name, bar, pct);
+    const item = barItem(label, v.probability, `${(100 * v.probability).toFixed(1)} % · ${v.decision}${driver}`);
+    item.dataset.decision = v.decision;
     list.append(item);
   }
   $("verdict-decision").textContent = result.decision;

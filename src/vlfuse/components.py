@@ -8,6 +8,7 @@ import vlfuse.bridge  # noqa: F401
 import vlfuse.classify  # noqa: F401
 import vlfuse.encoders.image.cnn  # noqa: F401
 import vlfuse.encoders.image.efficientnet_lite0  # noqa: F401
+import vlfuse.encoders.image.imagenet_conse  # noqa: F401
 import vlfuse.encoders.image.seed_cnn  # noqa: F401
 import vlfuse.encoders.image.vit  # noqa: F401
 import vlfuse.encoders.text.bow  # noqa: F401
@@ -30,4 +31,5 @@ import vlfuse.fusion.text_only  # noqa: F401
 import vlfuse.heads.linear  # noqa: F401
 import vlfuse.heads.mlp  # noqa: F401
 import vlfuse.moderate  # noqa: F401
+import vlfuse.photo  # noqa: F401
 import vlfuse.retrieval  # noqa: F401

@@ -48,6 +48,7 @@ class DataConfig(Section):
     label_separator: str = "|"  # splits multilabel cells ("cat|dog")
     image_size: int = Field(64, ge=8, le=1024)  # images are resized to image_size × image_size
     channels: Literal[1, 3] = 3
+    fit: Literal["stretch", "crop"] = "stretch"  # image files: resize whole (stretch) or keep aspect, centre crop
     mean: list[float] | None = None  # per-channel normalisation; None → 0.5
     std: list[float] | None = None  # None → 0.5
     max_text_length: int = Field(32, ge=1)  # in tokens; longer texts are truncated

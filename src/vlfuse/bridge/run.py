@@ -74,7 +74,7 @@ class BridgeRun:
     def load_images(self, paths: Sequence[str | Path]) -> Tensor:
         """Decode image files at the run's size and channels: (B, C, H, W) uint8; a bad file is a DataError."""
         images, errors = load_images([str(p) for p in paths], size=self.cfg.data.image_size,
-                                     channels=self.cfg.data.channels)  # fmt: skip
+                                     channels=self.cfg.data.channels, fit=self.cfg.data.fit)  # fmt: skip
         if errors:
             raise DataError("; ".join(str(e) for e in errors.values()))
         return images

@@ -33,10 +33,7 @@ log = logging.getLogger(__name__)
 
 def pretrained_tokenizer_for(cfg: ClassifyConfig) -> TextTokenizer | None:
     """The tokenizer a pretrained text encoder (e.g. minilm) reads, or None: train one on the data."""
-    encoder = cfg.model.text_encoder
-    if encoder is None or not hasattr(encoder, "pretrained_tokenizer"):
-        return None
-    return TextTokenizer.pretrained(encoder.pretrained_tokenizer(), max_length=cfg.data.max_text_length)
+    return TextTokenizer.of_encoder(cfg.model.text_encoder, max_length=cfg.data.max_text_length)
 
 
 def attach_cached_features(cfg: ClassifyConfig, model: nn.Module, data: PreparedData) -> None:

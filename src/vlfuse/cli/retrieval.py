@@ -70,7 +70,8 @@ def search(
 
 @app.command()
 def zeroshot(
-    run: Annotated[str, typer.Argument(help="retrieval run directory")],
+    run: Annotated[str, typer.Argument(help="retrieval run directory, or the shipped photo run: photo")],
+    files: Annotated[list[Path] | None, typer.Argument(metavar="[IMAGES]...", help="image files to label")] = None,
     labels: Annotated[str | None, typer.Option(help="comma-separated label names (default: the run's)")] = None,
     template: Annotated[list[str] | None, typer.Option(help="prompt template, repeatable: 'a photo of {a}'")] = None,
     on: Annotated[str | None, typer.Option(help="labelled built-in split to score, e.g. fashion-mnist:test")] = None,
@@ -83,8 +84,9 @@ def zeroshot(
     from vlfuse.task import load_run_for
 
     names = [n.strip() for n in labels.split(",") if n.strip()] if labels else None
+    image = [*(files or []), *(image or [])]
     if on is None and not image:
-        raise typer.BadParameter("give --on SOURCE (to score) or --image PATH (to label)")
+        raise typer.BadParameter("give image files (to label) or --on SOURCE (to score)")
     result = run_zeroshot(load_run_for(run, "zeroshot"), labels=names, templates=template, on=on,
                           images=[str(p) for p in image or []], heldout_only=heldout)  # fmt: skip
     if json_:

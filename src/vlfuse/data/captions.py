@@ -26,9 +26,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 from torch import Tensor
 
 from vlfuse.config import DataConfig
@@ -36,6 +36,9 @@ from vlfuse.data.builtin import BUILTIN_CAPTIONS
 from vlfuse.data.splits import DataIssue
 from vlfuse.data.text import clean_text
 from vlfuse.errors import DataError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "CaptionedImages",

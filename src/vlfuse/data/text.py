@@ -11,7 +11,7 @@ import logging
 import unicodedata
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
@@ -114,6 +114,14 @@ class TextTokenizer:
         tok.no_padding()  # vlfuse pads and truncates itself
         tok.no_truncation()
         return cls(tok, kind="pretrained", lowercase=False, strip_punctuation=False, max_length=max_length)
+
+    @classmethod
+    def of_encoder(cls, encoder_cfg: Any, *, max_length: int) -> TextTokenizer | None:
+        """The tokenizer a pretrained text encoder reads (a config with `pretrained_tokenizer()`, e.g. minilm), or
+        None: the encoder learns its embeddings, so a tokenizer is trained on the data."""
+        if encoder_cfg is None or not hasattr(encoder_cfg, "pretrained_tokenizer"):
+            return None
+        return cls.pretrained(encoder_cfg.pretrained_tokenizer(), max_length=max_length)
 
     @classmethod
     def train(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import kornia.augmentation as K
 import torch
 from torch import Tensor, nn
 
@@ -14,6 +13,10 @@ def build_augmenter(cfg: AugmentConfig) -> nn.Module | None:
 
     Randomness comes from torch's global generator, whose state the trainer checkpoints (exact resume).
     """
+    if not any(cfg.model_dump().values()):
+        return None
+    import kornia.augmentation as K  # only when augmenting (0.2 s of import)
+
     ops: list[nn.Module] = []
     if cfg.hflip:
         ops.append(K.RandomHorizontalFlip(p=0.5))

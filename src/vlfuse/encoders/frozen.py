@@ -11,6 +11,8 @@ class FreezableNet(nn.Module):
 
     net: nn.Module
     frozen: bool = False
+    # the pretrained weights of `self.net` come from an installed package: frozen, a run need not store them
+    weights_from_package: bool = True
 
     def freeze_net(self, frozen: bool) -> None:
         self.frozen = frozen

@@ -31,7 +31,7 @@ class DualEncoderConfig(Section):
     image_encoder: SerializeAsAny[ComponentConfig]
     text_encoder: SerializeAsAny[ComponentConfig]
     embed_dim: int = Field(128, ge=2)  # width of the shared space
-    projection: Literal["linear", "mlp"] = "linear"  # mlp: Linear-GELU-Linear
+    projection: Literal["linear", "mlp", "none"] = "linear"  # mlp: Linear-GELU-Linear; none: the towers' own space
     temperature: float = Field(0.07, gt=0.0, le=1.0)  # initial softmax temperature of the contrastive loss
     learn_temperature: bool = True
     max_logit_scale: float = Field(100.0, gt=1.0)  # 1 / temperature is clamped to this

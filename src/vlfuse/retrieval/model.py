@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vlfuse.errors import ConfigError
 from vlfuse.registry import IMAGE_ENCODERS, TEXT_ENCODERS
 from vlfuse.retrieval.config import DualEncoderConfig, RetrievalConfig
 from vlfuse.types import Batch
@@ -29,6 +30,11 @@ class DualOutput:
 
 
 def projection(kind: str, in_dim: int, out_dim: int) -> nn.Module:
+    if kind == "none":  # both towers already embed into one space (e.g. ConSE beside MiniLM)
+        if in_dim != out_dim:
+            raise ConfigError(f"model.projection none keeps the towers' widths, so both must equal model.embed_dim "
+                              f"{out_dim}; a tower gives {in_dim}")  # fmt: skip
+        return nn.Identity()
     if kind == "linear":
         return nn.Linear(in_dim, out_dim, bias=False)
     return nn.Sequential(nn.Linear(in_dim, in_dim), nn.GELU(), nn.Linear(in_dim, out_dim))

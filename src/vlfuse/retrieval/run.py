@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from vlfuse.data.images import load_image
@@ -21,12 +23,15 @@ from vlfuse.data.transforms import ImagePreprocessor
 from vlfuse.retrieval.config import RetrievalConfig
 from vlfuse.retrieval.data import prepare_retrieval_data
 from vlfuse.retrieval.embed import embed_images, embed_texts, evaluate_captioned
+from vlfuse.pretrained import cache_root
 from vlfuse.retrieval.model import build_for_run
+from vlfuse.retrieval.zeroshot import label_embeddings
 from vlfuse.train.checkpoint import load_model_weights
 
 WEIGHTS = "model.safetensors"
 
 
+MANY_PROMPTS = 64  # label sets with at least this many prompts are kept on disk
 READING_ONLY_KEYS = {"allow_outside_root", "encoding"}  # how a table is read, not what the model computes
 
 
@@ -55,6 +60,7 @@ class RetrievalRun:
         self.dataset: str = labels.get("dataset", cfg.data.name)
         self.preprocess = ImagePreprocessor(cfg.data, augment=False)
         self.fingerprint = run_fingerprint(path, cfg)
+        self._labels: dict[str, Tensor] = {}  # zero-shot label embeddings by key
 
     task = "retrieval"
 
@@ -79,7 +85,7 @@ class RetrievalRun:
     def load_images(self, paths: Sequence[str | Path]) -> Tensor:
         """Image files → (M, C, H, W) uint8 at the run's size and channels (DataError naming a bad file)."""
         size, channels = self.cfg.data.image_size, self.cfg.data.channels
-        return torch.stack([load_image(p, size=size, channels=channels) for p in paths])  # (M, C, H, W)
+        return torch.stack([load_image(p, size=size, channels=channels, fit=self.cfg.data.fit) for p in paths])
 
     def embed_images(self, images: Tensor, batch_size: int = 512) -> Tensor:
         """(M, C, H, W) uint8 → (M, E) unit vectors."""
@@ -91,6 +97,26 @@ class RetrievalRun:
         if empty:
             raise ValueError(f"text {empty[0] + 1} is empty; expected a non-empty caption or query")
         return embed_texts(self.model, self.tokenizer, list(texts))
+
+    def label_embeddings(self, labels: Sequence[str], templates: Sequence[str], dataset: str) -> Tensor:
+        """(K, E) zero-shot label embeddings (`vlfuse.retrieval.zeroshot.label_embeddings`), remembered per run and,
+        for many labels (embedding 1,000 prompts takes seconds), kept in vlfuse's cache under the run's fingerprint."""
+        key = hashlib.sha256(json.dumps([self.fingerprint, list(labels), list(templates), dataset]).encode())
+        key = key.hexdigest()[:16]
+        if key in self._labels:
+            return self._labels[key]
+        file = cache_root() / "labels" / f"{key}.safetensors"
+        if file.is_file():
+            emb = load_file(str(file))["labels"]
+        else:
+            emb = label_embeddings(self.model, self.tokenizer, labels, templates, dataset)
+            if len(labels) * len(templates) >= MANY_PROMPTS:
+                file.parent.mkdir(parents=True, exist_ok=True)
+                tmp = file.with_name(f".{file.name}.{os.getpid()}.tmp")
+                save_file({"labels": emb.contiguous()}, str(tmp))
+                os.replace(tmp, file)
+        self._labels[key] = emb
+        return emb
 
     def evaluate(self, split: str = "test") -> dict[str, float]:
         """Retrieval metrics of one split of the run's data (re-prepared with the run's tokenizer)."""

@@ -22,7 +22,7 @@ from vlfuse.errors import DataError
 from vlfuse.retrieval.index import EmbeddingIndex, SearchHit
 from vlfuse.retrieval.run import RetrievalRun
 from vlfuse.retrieval.sources import IMAGE_SUFFIXES, image_chunks, parse_builtin, text_items, thumbnail
-from vlfuse.retrieval.zeroshot import classify, label_embeddings
+from vlfuse.retrieval.zeroshot import classify
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +182,7 @@ def zeroshot(
     labels = list(labels) if labels else list(run.heldout if heldout_only else run.label_names)
     templates = list(templates) if templates else default_templates(run)
     dataset = run.dataset if run.dataset in (EASY_VQA, FASHION_MNIST) else "table"
-    label_emb = label_embeddings(run.model, run.tokenizer, labels, templates, dataset)  # (K, E)
+    label_emb = run.label_embeddings(labels, templates, dataset)  # (K, E)
     result = ZeroShotResult(labels, templates)
     if images:
         emb = run.embed_images(run.load_images(list(images)))  # (n, E)

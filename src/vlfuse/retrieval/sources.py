@@ -29,6 +29,7 @@ from vlfuse.data.builtin import SPLITS
 from vlfuse.data.builtin.easy_vqa import NAME as EASY_VQA
 from vlfuse.data.builtin.easy_vqa import easy_vqa_key, image_attributes_easy_vqa
 from vlfuse.data.builtin.fashion_mnist import NAME as FASHION_MNIST
+from vlfuse.data.builtin.tuxpaint import NAME as TUXPAINT
 from vlfuse.data.captions import caption_templates, label_prompt
 from vlfuse.errors import DataError
 
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson", ".json", ".parquet", ".pq", ".gz", ".bz2", ".xz", ".zst")
-BUILTINS = (EASY_VQA, FASHION_MNIST)
+BUILTINS = (EASY_VQA, FASHION_MNIST, TUXPAINT)
 
 
 @dataclass
@@ -66,6 +67,13 @@ def _builtin_chunks(name: str, splits: list[str], cfg: DataConfig, chunk: int) -
             images, classes = fashion_mnist.load_arrays(split, cfg)  # (M, C, S, S), (M,)
             labels: list[str | None] = [fashion_mnist.CLASSES[c] for c in classes.tolist()]
             sources = [f"{name}:{split}/{i}" for i in range(len(labels))]
+        elif name == TUXPAINT:
+            from vlfuse.data.builtin import tuxpaint
+
+            raw = tuxpaint.load(split, cfg.model_copy(update={"on_error": "skip"}))
+            images, sources, labels = raw.images, raw.image_sources, list(raw.labels)
+            for issue in raw.issues:
+                log.warning("%s:%s: skipped %s", name, split, issue)
         else:
             from vlfuse.data.builtin import easy_vqa
 
@@ -92,7 +100,7 @@ def _file_chunks(paths: list[str], labels: list[str | None], cfg: DataConfig, ch
 
     for start in range(0, len(paths), chunk):
         part = paths[start : start + chunk]
-        images, errors = load_images(part, size=cfg.image_size, channels=cfg.channels)  # (n, C, S, S)
+        images, errors = load_images(part, size=cfg.image_size, channels=cfg.channels, fit=cfg.fit)  # (n, C, S, S)
         if errors:
             first = next(iter(errors.values()))
             raise DataError(f"{len(errors)} image(s) cannot be decoded; first: {first}")

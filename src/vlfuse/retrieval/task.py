@@ -70,6 +70,8 @@ class RetrievalTask(TrainingTask):
     def prepare(self) -> None:
         saved = self.ctx.run_dir / "tokenizer.json"
         tokenizer = TextTokenizer.load(saved) if self.ctx.resume and saved.is_file() else None
+        if tokenizer is None:  # a pretrained text tower reads its own vocabulary
+            tokenizer = TextTokenizer.of_encoder(self.cfg.model.text_encoder, max_length=self.cfg.data.max_text_length)
         self.data = prepare_retrieval_data(self.cfg, tokenizer=tokenizer)
 
     def save_metadata(self) -> None:

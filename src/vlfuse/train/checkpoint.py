@@ -64,7 +64,7 @@ def save_training_state(
     trainer_state: dict[str, Any],
 ) -> None:
     """Everything needed to continue training exactly where it stopped."""
-    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    tensors = {f"model.{k}": v for k, v in own_state(model).items()}
     optim_tensors, optim_meta = _flatten_optimizer(optimizer.state_dict())
     tensors.update(optim_tensors)
     tensors["rng.torch"] = torch.get_rng_state()
@@ -104,24 +104,47 @@ def load_training_state(
     if metadata.get("format") != TRAINING_STATE_FORMAT:
         raise CheckpointError(f"checkpoint '{path}' is not a vlfuse training state (format={metadata.get('format')})")
     model_state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
-    try:
-        model.load_state_dict(model_state)
-    except RuntimeError as err:
-        raise CheckpointError(f"checkpoint '{path}' does not match the model built from the config: {err}") from None
+    load_own_state(model, model_state, f"checkpoint '{path}' does not match the model built from the config")
     optimizer.load_state_dict(_unflatten_optimizer(tensors, json.loads(metadata["optimizer"])))
     scheduler.load_state_dict(json.loads(metadata["scheduler"]))
     torch.set_rng_state(tensors["rng.torch"])
     return json.loads(metadata["trainer"])
 
 
+def packaged_prefixes(model: torch.nn.Module) -> tuple[str, ...]:
+    """State-dict prefixes of the frozen pretrained networks inside `model` whose weights come from an installed
+    package (an encoder with `weights_from_package` and `frozen` set): the package holds them, a run does not."""
+    return tuple(f"{name}.net." if name else "net." for name, module in model.named_modules()
+                 if getattr(module, "weights_from_package", False) and getattr(module, "frozen", False))  # fmt: skip
+
+
+def own_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The model's state dict without the frozen packaged networks (`packaged_prefixes`): what a run must store."""
+    skip = packaged_prefixes(model)
+    return {k: v for k, v in model.state_dict().items() if not (skip and k.startswith(skip))}
+
+
+def load_own_state(model: torch.nn.Module, tensors: dict[str, torch.Tensor], what: str) -> None:
+    """Load `tensors` into `model`; only the frozen packaged networks may be absent (they were built from their
+    package). Weights saved before this rule (full state dicts) load as well."""
+    result = model.load_state_dict(tensors, strict=False)
+    skip = packaged_prefixes(model)
+    missing = [k for k in result.missing_keys if not (skip and k.startswith(skip))]
+    if missing or result.unexpected_keys:
+        detail = (f"missing {missing[:5]}" if missing else "") + (
+            f" unexpected {result.unexpected_keys[:5]}" if result.unexpected_keys else "")
+        raise CheckpointError(f"{what}: {detail.strip()}")
+
+
 def save_model_weights(model: torch.nn.Module, path: Path, metadata: dict[str, str] | None = None) -> None:
-    atomic_save_tensors(dict(model.state_dict()), path, metadata)
+    """The weights a run stores (`own_state`), written atomically."""
+    atomic_save_tensors(own_state(model), path, metadata)
 
 
 def load_model_weights(model: torch.nn.Module, path: Path) -> None:
     tensors, _ = read_checkpoint(path)
     try:
-        model.load_state_dict(tensors)
+        load_own_state(model, tensors, f"weights '{path}' do not match the model built from the run's config")
     except RuntimeError as err:
         raise CheckpointError(f"weights '{path}' do not match the model built from the run's config: {err}") from None
 

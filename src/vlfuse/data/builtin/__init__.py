@@ -11,7 +11,7 @@ from typing import NamedTuple
 from torch import Tensor
 
 from vlfuse.config import DataConfig
-from vlfuse.data.builtin import easy_vqa, fashion_mnist, fashion_mnist_pairs, marketplace
+from vlfuse.data.builtin import easy_vqa, fashion_mnist, fashion_mnist_pairs, marketplace, tuxpaint
 from vlfuse.data.splits import DataIssue, RawSplit
 from vlfuse.errors import DataError
 
@@ -34,6 +34,7 @@ BUILTIN_DATASETS: dict[str, Loader] = {
     fashion_mnist.NAME: fashion_mnist.load,
     fashion_mnist_pairs.NAME: fashion_mnist_pairs.load,
     marketplace.NAME: marketplace.load,
+    tuxpaint.NAME: tuxpaint.load,
 }
 # data.options keys each built-in understands (with defaults); any other key is an error, not silently ignored.
 BUILTIN_OPTIONS: dict[str, dict[str, object]] = {
@@ -41,6 +42,7 @@ BUILTIN_OPTIONS: dict[str, dict[str, object]] = {
     fashion_mnist.NAME: {},
     fashion_mnist_pairs.NAME: dict(fashion_mnist_pairs.OPTIONS),
     marketplace.NAME: dict(marketplace.OPTIONS),
+    tuxpaint.NAME: dict(tuxpaint.OPTIONS),
 }
 # the objective of each built-in dataset, when data.objective is not set (tables default to multiclass)
 BUILTIN_OBJECTIVES: dict[str, str] = {fashion_mnist_pairs.NAME: "binary", marketplace.NAME: "multilabel"}
@@ -54,6 +56,9 @@ BUILTIN_CAPTIONS: dict[str, BuiltinCaptions] = {
         fashion_mnist.caption_images,
         fashion_mnist.label_prompt,
         fashion_mnist.PROMPT_SLOTS,
+    ),
+    tuxpaint.NAME: BuiltinCaptions(
+        tuxpaint.CAPTION_TEMPLATES, tuxpaint.caption_images, tuxpaint.label_prompt, tuxpaint.PROMPT_SLOTS
     ),
 }
 SPLITS = ("train", "test")

@@ -51,7 +51,20 @@ def caption_scores(predictions: Sequence[str], references: Sequence[Sequence[str
     return {"bleu4": float(bleu[3]), "cider": float(cider), "rouge_l": float(rouge), "samples": len(predictions)}
 
 
+NAMED_ATTRIBUTES = ("color", "shape", "class", "object")  # what a caption of an image should name
+
+
+def _singular(word: str) -> str:
+    """A crude singular, enough to match "trucks" with "truck" and "boxes" with "box"."""
+    for suffix, keep in (("ies", "y"), ("ses", "s"), ("xes", "x"), ("ches", "ch"), ("shes", "sh"), ("s", "")):
+        if word.endswith(suffix) and len(word) > len(suffix) + 2 and not word.endswith("ss"):
+            return word[: -len(suffix)] + keep
+    return word
+
+
 def names_attributes(caption: str, attributes: dict[str, str]) -> bool:
-    """Whether a caption names every attribute value (e.g. colour "red" and shape "circle") as a whole word."""
-    words = set(_tokenize(caption).split())
-    return all(set(_tokenize(value).split()) <= words for value in attributes.values())
+    """Whether a caption names every attribute value among `NAMED_ATTRIBUTES` (colour "red" and shape "circle"; a
+    real photo's object noun "truck") as whole words, singular or plural alike."""
+    words = {_singular(w) for w in _tokenize(caption).split()}
+    named = [v for k, v in attributes.items() if k in NAMED_ATTRIBUTES]
+    return all({_singular(w) for w in _tokenize(value).split()} <= words for value in named)

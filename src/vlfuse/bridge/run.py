@@ -22,6 +22,7 @@ from vlfuse.data.images import load_images
 from vlfuse.data.text import require_text
 from vlfuse.data.transforms import ImagePreprocessor
 from vlfuse.errors import DataError
+from vlfuse.ood import OOD_FILE, OODVerdict, load_detector
 from vlfuse.registry import IMAGE_ENCODERS
 from vlfuse.train.checkpoint import load_model_weights
 
@@ -53,6 +54,7 @@ class BridgeRun:
     def __init__(self, cfg: BridgeConfig, model: BridgeModel, encoder: torch.nn.Module, path: Path) -> None:
         self.cfg, self.model, self.encoder, self.path = cfg, model, encoder, path
         self.preprocess = ImagePreprocessor(cfg.data, augment=False)
+        self.ood = load_detector(path / OOD_FILE)  # None until fitted (`vlfuse ood RUN`)
 
     @classmethod
     def load(cls, path: str | Path, cfg: BridgeConfig, *, device: str = "cpu") -> BridgeRun:
@@ -83,6 +85,15 @@ class BridgeRun:
     def visual_tokens(self, images: Tensor) -> Tensor:
         """(B, C, H, W) uint8 → visual tokens (B, N, D)."""
         return self.encoder(self.preprocess(images.to(self.device))).tokens
+
+    @torch.inference_mode()
+    def ood_inputs(self, images: Tensor) -> Tensor:
+        """(B, C, H, W) uint8 → (B, D) pooled visual features: what the OOD detector (a feature density) scores."""
+        return self.encoder(self.preprocess(images.to(self.device))).pooled.float().cpu()
+
+    def ood_verdicts(self, images: Tensor) -> list[OODVerdict] | None:
+        """Per image how far it is from the training images; None when the run has no detector."""
+        return None if self.ood is None else self.ood.verdicts(self.ood_inputs(images))
 
     # ------------------------------------------------------------------ generation
     def generate(

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from vlfuse.cli.app import app, err_console
+from vlfuse.cli.ood import Strict, check_far
 
 
 def _generation(strategy: str, max_new_tokens: int | None, temperature: float, seed: int | None, beams: int):
@@ -37,7 +38,8 @@ GenBeams = Annotated[int, typer.Option(help="beam: number of beams")]
 
 @app.command()
 def ask(
-    run: Annotated[str, typer.Argument(help="bridge run directory, or a shipped bridge: easy-vqa-bridge")],
+    run: Annotated[str, typer.Argument(help="bridge or photo run directory, or a shipped one: easy-vqa-bridge, "
+                                            "photo, photo-bridge")],
     image: Annotated[Path, typer.Argument(help="image file")],
     question: Annotated[str, typer.Argument(help="the question, in words")],
     strategy: GenStrategy = "greedy",
@@ -46,6 +48,8 @@ def ask(
     seed: GenSeed = None,
     beams: GenBeams = 3,
     stream: Annotated[bool, typer.Option(help="print the answer token by token as it is generated")] = True,
+    json_: Annotated[bool, typer.Option("--json", help="print one JSON object {image, question, answer, ood}")] = False,
+    strict: Strict = False,
 ) -> None:
     """Answer a question about an image in words, with the run's language model."""
     from vlfuse.data.text import require_text
@@ -54,25 +58,34 @@ def ask(
     bridge = _load(run, "ask")
     gen = _generation(strategy, max_new_tokens or bridge.cfg.generation.max_new_tokens, temperature, seed, beams)
     images = bridge.load_images([image])
+    ood = check_far(bridge, run, [str(image)], images, strict=strict)[0]
+    stream = stream and not json_
     on_text = (lambda _row, piece: print(piece, end="", flush=True)) if stream else None
     answer = bridge.ask(images, [question], gen, on_text=on_text)[0]
+    if json_:
+        print(json.dumps({"image": str(image), "question": question, "answer": answer, "ood": ood}))
+        return
     print("" if stream else answer)
 
 
 @app.command()
 def caption(
-    run: Annotated[str, typer.Argument(help="bridge run directory, or a shipped bridge: easy-vqa-bridge")],
+    run: Annotated[str, typer.Argument(help="bridge or photo run directory, or a shipped one: easy-vqa-bridge, "
+                                            "photo, photo-bridge")],
     images: Annotated[list[Path], typer.Argument(help="image files")],
     strategy: GenStrategy = "greedy",
     max_new_tokens: GenTokens = None,
     temperature: GenTemperature = 1.0,
     seed: GenSeed = None,
     beams: GenBeams = 3,
-    json_: Annotated[bool, typer.Option("--json", help="print JSON lines {image, caption}")] = False,
+    json_: Annotated[bool, typer.Option("--json", help="print JSON lines {image, caption, ood}")] = False,
+    strict: Strict = False,
 ) -> None:
     """Describe images in words, with the run's language model (one line per image)."""
     bridge = _load(run, "caption")
     gen = _generation(strategy, max_new_tokens or bridge.cfg.generation.max_new_tokens, temperature, seed, beams)
-    captions = bridge.caption(bridge.load_images(images), gen)
-    for path, text in zip(images, captions, strict=True):
-        print(json.dumps({"image": str(path), "caption": text}) if json_ else f"{path}: {text}")
+    decoded = bridge.load_images(images)
+    oods = check_far(bridge, run, [str(p) for p in images], decoded, strict=strict)
+    captions = bridge.caption(decoded, gen)
+    for path, text, ood in zip(images, captions, oods, strict=True):
+        print(json.dumps({"image": str(path), "caption": text, "ood": ood}) if json_ else f"{path}: {text}")

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from vlfuse.cli.app import app, console
+from vlfuse.cli.ood import Strict, check_far
 
 
 @app.command()
@@ -78,6 +79,7 @@ def zeroshot(
     image: Annotated[list[Path] | None, typer.Option(help="image file to label (repeatable)")] = None,
     heldout: Annotated[bool, typer.Option(help="score only the images of the run's held-out keys")] = False,
     json_: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    strict: Strict = False,
 ) -> None:
     """Label images from label names and prompt templates alone; with --on, the accuracy."""
     from vlfuse.retrieval.search import zeroshot as run_zeroshot
@@ -87,11 +89,13 @@ def zeroshot(
     image = [*(files or []), *(image or [])]
     if on is None and not image:
         raise typer.BadParameter("give image files (to label) or --on SOURCE (to score)")
-    result = run_zeroshot(load_run_for(run, "zeroshot"), labels=names, templates=template, on=on,
-                          images=[str(p) for p in image or []], heldout_only=heldout)  # fmt: skip
+    loaded = load_run_for(run, "zeroshot")
+    oods = check_far(loaded, run, [str(p) for p in image], loaded.load_images(image), strict=strict) if image else []
+    result = run_zeroshot(loaded, labels=names, templates=template, on=on, images=[str(p) for p in image],
+                          heldout_only=heldout)  # fmt: skip
     if json_:
         print(json.dumps({"labels": result.labels, "templates": result.templates, "metrics": result.metrics,
-                          "per_label": result.per_label, "predictions": result.predictions}))  # fmt: skip
+                          "per_label": result.per_label, "predictions": result.predictions, "ood": oods}))  # fmt: skip
         return
     for source, label, score in result.predictions:
         console.print(f"{source}: [bold]{label}[/bold] ({score:.4f})")

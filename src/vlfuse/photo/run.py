@@ -17,6 +17,7 @@ from vlfuse.bridge.generate import GenerationConfig, OnText
 from vlfuse.data.text import require_text
 from vlfuse.data.vocab import imagenet_names
 from vlfuse.errors import ConfigError
+from vlfuse.ood import OOD_FILE, OODVerdict, load_detector
 from vlfuse.photo.config import PhotoConfig
 from vlfuse.photo.socratic import Seen, SocraticWriter, socratic_prompt
 from vlfuse.retrieval.run import RetrievalRun
@@ -35,11 +36,22 @@ class PhotoRun(RetrievalRun):
                               f"(imagenet_conse), got {self.cfg.model.image_encoder.name}")  # fmt: skip
         self.writer = SocraticWriter(self.cfg.socratic)
         self.class_names = imagenet_names()
+        self.ood = load_detector(self.path / OOD_FILE)  # None until fitted (`vlfuse ood RUN`)
 
     @classmethod
     def load(cls, path: str | Path, cfg: PhotoConfig, *, device: str = "cpu") -> PhotoRun:
         """A photo run directory (or the shipped "photo") with its validated config."""
         return super().load(path, cfg, device=device)  # type: ignore[return-value]
+
+    @torch.inference_mode()
+    def ood_inputs(self, images: Tensor) -> Tensor:
+        """(B, C, H, W) uint8 → (B, 1000) ImageNet logits: what the OOD detector (the classifier's confidence)
+        scores."""
+        return self.model.image_encoder.logits(self.preprocess(images))
+
+    def ood_verdicts(self, images: Tensor) -> list[OODVerdict] | None:
+        """Per image how far it is from the reference photos; None when the run has no detector."""
+        return None if self.ood is None else self.ood.verdicts(self.ood_inputs(images))
 
     @torch.inference_mode()
     def class_probabilities(self, images: Tensor) -> Tensor:

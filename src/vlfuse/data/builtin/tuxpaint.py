@@ -13,7 +13,8 @@ them at run time and never copied into vlfuse.
   the root are ≡ 0 (mod 5), about 20 %; validation is carved from `train` as for every built-in (`val_fraction`).
 
 As a classification dataset a row is (image, caption) → category; as captioned images (`vlfuse.data.captions`) an
-image's key is its caption, and its attributes hold category, caption and `object` (the caption's noun phrase).
+image's key is its caption, and its attributes hold category, caption, `phrase` (the caption's noun phrase) and
+`object` (its head noun: what a generated caption must name to count as naming the object).
 """
 
 from __future__ import annotations
@@ -76,6 +77,15 @@ def object_phrase(caption: str) -> str:
     "pickup truck"; "A US 25 cent piece ($.25) called a quarter." → "us 25 cent piece")."""
     head = re.split(r"[.,;:!?(]| - | called | with | on | in | that | which ", caption.strip(), maxsplit=1)[0]
     return _ARTICLE.sub("", head.strip()).strip().lower()
+
+
+def head_noun(caption: str) -> str:
+    """The last word of the caption's object phrase: what a caption of the image must name ("pickup truck" →
+    "truck"; "spider playing soccer" → "spider")."""
+    phrase = object_phrase(caption)
+    phrase = re.split(r" (?:playing|wearing|holding|eating|sitting|standing|riding|and) ", phrase, maxsplit=1)[0]
+    words = phrase.split()
+    return words[-1] if words else ""
 
 
 def split_of(relative: str) -> str:
@@ -221,7 +231,8 @@ def load(split: str, cfg: DataConfig) -> RawSplit:
 def caption_images(split: str, cfg: DataConfig) -> tuple[Tensor, list[str], list[str], list[dict[str, str]], list]:
     """One split as captioned images: keys are the captions, attributes category / caption / object."""
     images, kept, issues = _load(split, cfg)
-    attributes = [{"category": s.category, "caption": s.caption, "object": object_phrase(s.caption)} for s in kept]
+    attributes = [{"category": s.category, "caption": s.caption, "phrase": object_phrase(s.caption),
+                   "object": head_noun(s.caption)} for s in kept]  # fmt: skip
     return images, [str(s.path) for s in kept], [s.caption for s in kept], attributes, issues
 
 

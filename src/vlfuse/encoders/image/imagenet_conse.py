@@ -127,14 +127,19 @@ class ImageNetConSEEncoder(FreezableNet):
         """Identifies the features this encoder computes, for caches."""
         return hashlib.sha256(f"{self.cfg.model_dump_json()}:{class_embedding_key(self.cfg)}".encode()).hexdigest()[:16]
 
-    def logits(self, image: Tensor) -> Tensor:
-        """(B, C, H, W) normalised images → (B, 1000) ImageNet logits."""
+    def features_and_logits(self, image: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, C, H, W) normalised images → (B, 1280) pooled penultimate features and (B, 1000) ImageNet logits."""
         x = image.expand(-1, 3, -1, -1) if image.shape[1] == 1 else image  # (B, 3, H, W)
         if x.shape[-1] != self.cfg.resolution or x.shape[-2] != self.cfg.resolution:
             x = F.interpolate(x, size=(self.cfg.resolution, self.cfg.resolution), mode="bilinear",
                               align_corners=False, antialias=True)  # fmt: skip
         with torch.no_grad():
-            return self.net(x)  # (B, 1000)
+            pooled = self.net.extract_features(x).mean(dim=(2, 3))  # (B, 1280)
+            return pooled, self.net._fc(pooled)  # noqa: SLF001  (B, 1000); dropout is off in eval
+
+    def logits(self, image: Tensor) -> Tensor:
+        """(B, C, H, W) normalised images → (B, 1000) ImageNet logits."""
+        return self.features_and_logits(image)[1]
 
     def mix(self, logits: Tensor) -> Tensor:
         """(B, 1000) logits → (B, 384) ConSE embeddings (not normalised)."""

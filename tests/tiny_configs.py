@@ -72,6 +72,15 @@ TINY_MODERATE: dict[str, Any] = {
 }
 
 # every registered task has a tiny config here, so the registry-parametrized tests (tests/test_tasks.py) cover it
+# the photo task trains nothing: a ConSE tower at a small input size, scored on 24 Tux Paint test stamps
+TINY_PHOTO: dict[str, Any] = {
+    "task": "photo",
+    "data": {"name": "tuxpaint", "image_size": 64, "test_limit": 24, "on_error": "skip", "max_text_length": 32},
+    "model": {"image_encoder": {"name": "imagenet_conse", "resolution": 64, "top_k": 3},
+              "text_encoder": {"name": "minilm"}, "embed_dim": 384, "projection": "none", "learn_temperature": False},
+}  # fmt: skip
+
 TINY_CONFIGS: dict[str, dict[str, Any]] = {
     "classify": TINY_VQA, "retrieval": TINY_RETRIEVAL, "bridge": TINY_BRIDGE, "moderate": TINY_MODERATE,
+    "photo": TINY_PHOTO,
 }

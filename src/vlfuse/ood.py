@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
@@ -160,7 +160,7 @@ def load_detector(path: Path) -> Detector | None:
             tensors = {k: fh.get_tensor(k) for k in ("mean", "directions", "spreads")}
         return FeatureDensity(tensors["mean"], tensors["directions"], tensors["spreads"], float(meta["residual"]),
                               float(meta["threshold"]), info)  # fmt: skip
-    except (OSError, KeyError, ValueError) as err:
+    except (OSError, KeyError, ValueError, SafetensorError) as err:
         raise CheckpointError(f"OOD detector '{path}' is unreadable ({err}); refit it with `vlfuse ood RUN`") from None
 
 

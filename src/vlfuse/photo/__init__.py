@@ -18,7 +18,7 @@ register_task(TaskInfo(
     config="vlfuse.photo.config:PhotoConfig",
     run="vlfuse.photo.run:PhotoRun",
     training="vlfuse.photo.task:PhotoTask",
-    operations=("index", "search", "zeroshot", "ask", "caption"),
+    operations=("evaluate", "index", "search", "zeroshot", "ask", "caption"),
     required_files=("tokenizer.json", "model.safetensors"),
     serve_as="bridge",
     shipped={"photo": "shipped/photo"},

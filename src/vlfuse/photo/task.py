@@ -9,7 +9,7 @@ has them) and report.md.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -32,6 +32,7 @@ CATEGORY_TEMPLATES = ["a photo of {}.", "{}", "a picture related to {}."]
 
 
 class PhotoTask(TrainingTask):
+    trains: ClassVar[bool] = False
     cfg: PhotoConfig
 
     def prepare(self) -> None:

@@ -9,6 +9,7 @@ and `generate` left-pads prompts of different lengths so each row's answer is wh
 # No `from __future__ import annotations` here: FastAPI reads the endpoint annotations at run time, and they refer to
 # the limits of the app being built (local variables).
 
+import asyncio
 import json
 import time
 from dataclasses import dataclass
@@ -18,21 +19,37 @@ import torch
 from fastapi import APIRouter, File, Form, UploadFile
 from pydantic import BaseModel, Field
 
+from vlfuse.ood import far_warning
 from vlfuse.serve.backends import package_versions
 from vlfuse.serve.batcher import MicroBatcher
 from vlfuse.serve.capabilities import ServeContext, register_capability
-from vlfuse.serve.errors import ERROR_RESPONSES
+from vlfuse.serve.errors import ERROR_RESPONSES, ApiError
 from vlfuse.serve.limits import read_upload, require_text
+
+
+class OODResponse(BaseModel):
+    score: float = Field(description="out-of-distribution score of the image (larger: less like the training images)")
+    threshold: float = Field(description="scores above this are out of distribution")
+    far: bool = Field(description="the image is out of distribution: the output may be meaningless")
 
 
 class AskResponse(BaseModel):
     answer: str = Field(description="the generated answer")
     seconds: float = Field(ge=0.0, description="time from the decoded upload to the answer, batching wait included")
+    ood: OODResponse | None = Field(None, description="how far the image is from the training images (null: the "
+                                    "run has no detector)")  # fmt: skip
+    warning: str | None = Field(None, description="set when the image is out of distribution")
 
 
 class CaptionResponse(BaseModel):
     caption: str = Field(description="the generated caption")
     seconds: float = Field(ge=0.0, description="time from the decoded upload to the caption, batching wait included")
+    ood: OODResponse | None = Field(None, description="how far the image is from the training images")
+    warning: str | None = Field(None, description="set when the image is out of distribution")
+
+
+StrictField = Annotated[bool, Form(description="refuse (422 out_of_distribution) instead of answering when the image "
+                                   "is out of distribution")]  # fmt: skip
 
 
 @dataclass
@@ -95,13 +112,21 @@ def _image_field(ctx: ServeContext) -> Any:
     )
 
 
-async def _generate(ctx: ServeContext, batcher: MicroBatcher, ticket, image: UploadFile, prompt: str):
-    """Decode the upload, queue (image, prompt) for generation; returns (text, seconds)."""
-    data = ctx.options["bridge"].cfg.data
+async def _generate(ctx: ServeContext, batcher: MicroBatcher, ticket, image: UploadFile, prompt: str, strict: bool):
+    """Decode the upload, score how far it is from the training images (refusing it when `strict` and far), queue
+    (image, prompt) for generation; returns (text, seconds, OOD verdict or None, warning or None)."""
+    bridge = ctx.options["bridge"]
+    data = bridge.cfg.data
     pixels = await read_upload(image, ctx.limits, size=data.image_size, channels=data.channels)  # (C, H, W)
     started = time.perf_counter()
+    verdicts = await asyncio.to_thread(bridge.ood_verdicts, pixels[None]) if hasattr(bridge, "ood_verdicts") else None
+    verdict = verdicts[0] if verdicts else None
+    warning = far_warning("the image", verdict, bridge.path.name) if verdict is not None and verdict.far else None
+    if warning and strict:
+        raise ApiError(422, "out_of_distribution", f"refused (strict): {warning}", field="image")
     text = await batcher.submit(GenerateItem(pixels, prompt), ticket)
-    return text, round(time.perf_counter() - started, 4)
+    ood = OODResponse(**verdict.to_dict()) if verdict is not None else None
+    return text, round(time.perf_counter() - started, 4), ood, warning
 
 
 @register_capability("ask", available=has_bridge)
@@ -122,11 +147,12 @@ def ask_routes(ctx: ServeContext) -> APIRouter:
         question: Annotated[
             str, Form(max_length=limits.max_text_chars, description="the question about the image, in words")
         ],
+        strict: StrictField = False,
     ) -> AskResponse:
         with batcher.reserve() as ticket:
             question = require_text(question, "question", limits.max_text_chars)
-            answer, seconds = await _generate(ctx, batcher, ticket, image, question)
-        return AskResponse(answer=answer, seconds=seconds)
+            answer, seconds, ood, warning = await _generate(ctx, batcher, ticket, image, question, strict)
+        return AskResponse(answer=answer, seconds=seconds, ood=ood, warning=warning)
 
     return router
 
@@ -142,12 +168,12 @@ def caption_routes(ctx: ServeContext) -> APIRouter:
         "/v1/caption",
         response_model=CaptionResponse,
         responses=ERROR_RESPONSES,
-        form_limits=ctx.limits.form_limits(files=2, texts=False),
+        form_limits=ctx.limits.form_limits(files=2, texts=False),  # `strict` is a short field
         summary="Describe an image in words (language bridge)",
     )
-    async def caption(image: Annotated[UploadFile, _image_field(ctx)]) -> CaptionResponse:
+    async def caption(image: Annotated[UploadFile, _image_field(ctx)], strict: StrictField = False) -> CaptionResponse:
         with batcher.reserve() as ticket:
-            text, seconds = await _generate(ctx, batcher, ticket, image, prompt)
-        return CaptionResponse(caption=text, seconds=seconds)
+            text, seconds, ood, warning = await _generate(ctx, batcher, ticket, image, prompt, strict)
+        return CaptionResponse(caption=text, seconds=seconds, ood=ood, warning=warning)
 
     return router

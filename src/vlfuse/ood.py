@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
+from functools import cache
 from pathlib import Path
 
 import torch
@@ -109,23 +110,43 @@ class FeatureDensity:
 
 
 
-class ConfidenceDetector:
-    """1 − max softmax probability of (N, K) logits, against a threshold from held-out in-distribution logits."""
+IMAGENET_HEAD = "efficientnet_lite0_imagenet"  # the inputs are EfficientNet-Lite0's pooled features: apply its head
 
-    def __init__(self, threshold: float, info: dict) -> None:
+
+@cache
+def _imagenet_head() -> torch.nn.Module:
+    from vlfuse.encoders.image.efficientnet_lite0 import load_efficientnet_lite0
+
+    return load_efficientnet_lite0(224)._fc.eval()  # noqa: SLF001  Linear(1280, 1000)
+
+
+class ConfidenceDetector:
+    """1 − max softmax probability of (N, K) logits, against a threshold from held-out in-distribution logits.
+
+    With `head` = IMAGENET_HEAD the inputs are EfficientNet-Lite0's pooled (N, 1280) features, turned into ImageNet
+    logits by the network's own classifier layer (from its package): a bridge over that frozen tower is judged by how
+    sure the ImageNet classifier is about the image.
+    """
+
+    def __init__(self, threshold: float, info: dict, head: str | None = None) -> None:
         self.threshold = threshold
         self.info = info
+        self.head = head
 
     @classmethod
-    def fit(cls, held_out: Tensor, *, quantile: float = 0.99, source: str = "") -> ConfidenceDetector:
+    def fit(cls, held_out: Tensor, *, quantile: float = 0.99, source: str = "",
+            head: str | None = None) -> ConfidenceDetector:  # fmt: skip
         if len(held_out) < 1 or not 0 < quantile < 1:
             raise ValueError(f"need ≥ 1 held-out logit row and a quantile in (0, 1); got {len(held_out)}, {quantile}")
-        scores = cls(float("inf"), {}).score(held_out)
+        scores = cls(float("inf"), {}, head).score(held_out)
         info = {"train_features": 0, "held_out_features": len(held_out), "quantile": quantile, "source": source,
                 "held_out_median": float(scores.median()), "kind": "confidence"}  # fmt: skip
-        return cls(float(torch.quantile(scores.double(), quantile)), info)
+        return cls(float(torch.quantile(scores.double(), quantile)), info, head)
 
     def score(self, logits: Tensor) -> Tensor:
+        if self.head == IMAGENET_HEAD:
+            with torch.no_grad():
+                logits = _imagenet_head()(logits.float())  # (N, 1280) → (N, 1000)
         return 1.0 - logits.float().softmax(dim=-1).max(dim=-1).values  # (N,)
 
     def verdicts(self, logits: Tensor) -> list[OODVerdict]:
@@ -135,7 +156,7 @@ class ConfidenceDetector:
     def save(self, path: Path) -> None:
         tmp = path.with_name(f".{path.name}.tmp")
         save_file({"threshold": torch.tensor([self.threshold])}, str(tmp),
-                  metadata={"kind": "confidence", "info": json.dumps(self.info)})  # fmt: skip
+                  metadata={"kind": "confidence", "head": self.head or "", "info": json.dumps(self.info)})  # fmt: skip
         tmp.chmod(0o644)
         tmp.replace(path)
 
@@ -156,7 +177,7 @@ def load_detector(path: Path) -> Detector | None:
             meta = fh.metadata() or {}
             info = json.loads(meta.get("info", "{}"))
             if meta.get("kind") == "confidence":
-                return ConfidenceDetector(float(fh.get_tensor("threshold")[0]), info)
+                return ConfidenceDetector(float(fh.get_tensor("threshold")[0]), info, meta.get("head") or None)
             tensors = {k: fh.get_tensor(k) for k in ("mean", "directions", "spreads")}
         return FeatureDensity(tensors["mean"], tensors["directions"], tensors["spreads"], float(meta["residual"]),
                               float(meta["threshold"]), info)  # fmt: skip

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
+import torch
 from live_server import easy_vqa_image, free_port, live_server
 
 from vlfuse.api import load_run
@@ -40,7 +41,8 @@ def test_ask_and_caption_answer_in_words_as_the_python_api_does(client, tiny_bri
     asked = client.post("/v1/ask", files=upload(image), data={"question": question})
     assert asked.status_code == 200, asked.text
     body = asked.json()
-    assert set(body) == {"answer", "seconds"} and body["seconds"] >= 0
+    assert set(body) == {"answer", "seconds", "ood", "warning"} and body["seconds"] >= 0
+    assert body["ood"] is None and body["warning"] is None  # this run has no OOD detector
     assert isinstance(body["answer"], str) and body["answer"].strip()
     assert body["answer"] == tiny_bridge.ask(pixels, [question])[0]
     captioned = client.post("/v1/caption", files=upload(image))
@@ -195,3 +197,23 @@ def test_run_arguments_are_recognised_and_a_missing_shipped_bridge_is_named(
     monkeypatch.setitem(TASKS["bridge"].shipped, "easy-vqa-bridge", str(installed))
     with pytest.raises(CheckpointError, match="shipped run 'easy-vqa-bridge' is incomplete.*bridge.safetensors"):
         create_app(options={"bridge": "easy-vqa-bridge"})
+
+
+def test_an_ood_detector_puts_a_score_on_every_answer_and_strict_refuses_a_far_image(client, tiny_bridge, tmp_path):
+    from PIL import Image
+
+    from vlfuse.ood_fit import fit_run_ood
+
+    fit_run_ood(tiny_bridge, out=tmp_path)  # on the tiny run's own training images (the server shares the run)
+    try:
+        photo = tmp_path / "noise.png"
+        pixels = torch.randint(0, 256, (64, 64, 3), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+        Image.fromarray(pixels.numpy()).save(photo)
+        near = client.post("/v1/caption", files=upload(easy_vqa_image(3))).json()
+        assert near["ood"]["far"] is False and near["warning"] is None and near["ood"]["threshold"] > 0
+        far = client.post("/v1/caption", files=upload(photo)).json()
+        assert far["ood"]["far"] is True and "out-of-distribution score" in far["warning"] and far["caption"]
+        refused = client.post("/v1/ask", files=upload(photo), data={"question": "what shape?", "strict": "true"})
+        assert refused.status_code == 422 and refused.json()["error"]["code"] == "out_of_distribution"
+    finally:
+        tiny_bridge.ood = None

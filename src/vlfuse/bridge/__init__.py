@@ -11,5 +11,5 @@ register_task(TaskInfo(
     operations=("evaluate", "ask", "caption", "serve"),
     required_files=("bridge.safetensors",),
     serve_as="bridge",
-    shipped={"easy-vqa-bridge": "shipped/easy_vqa_bridge"},
+    shipped={"easy-vqa-bridge": "shipped/easy_vqa_bridge", "photo-bridge": "shipped/photo_bridge"},
 ))  # fmt: skip

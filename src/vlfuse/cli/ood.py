@@ -36,13 +36,15 @@ def ood(
     quantile: Annotated[float, typer.Option(help="held-out in-distribution images flagged: 1 − quantile")] = 0.99,
     components: Annotated[int, typer.Option(help="principal directions of the feature density")] = 32,
     out: Annotated[Path | None, typer.Option(help="folder to write ood.safetensors to (default: the run)")] = None,
+    detector: Annotated[str | None, typer.Option(help="density (bridges' default) or confidence (the ImageNet "
+                                                      "classifier's; the photo run's)")] = None,
 ) -> None:
     """Fit the run's out-of-distribution detector on its training images: later answers, captions and labels on
     far-away images carry a warning (or are refused with --strict)."""
     from vlfuse.ood_fit import fit_run_ood
     from vlfuse.task import load_run
 
-    density = fit_run_ood(load_run(run), quantile=quantile, components=components, out=out)
+    density = fit_run_ood(load_run(run), quantile=quantile, components=components, out=out, detector=detector)
     info = density.info
     console.print(f"OOD detector ({info.get('kind', 'feature density')}) fitted on {info['train_features']:,} training "
                   f"features ({info['source']}); threshold "

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from vlfuse.data.captions import CaptionedImages
@@ -21,16 +22,21 @@ LOSS_IMAGES = 4096
 @torch.inference_mode()
 def embed_images(
     model: DualEncoder, images: Tensor, preprocess: ImagePreprocessor, *, batch_size: int = 512,
-    device: torch.device | str = "cpu",
+    device: torch.device | str = "cpu", image_pooled: Tensor | None = None,
 ) -> Tensor:  # fmt: skip
-    """(M, C, H, W) uint8 images → (M, E) float32 unit vectors on the CPU."""
+    """(M, C, H, W) uint8 images → (M, E) float32 unit vectors on the CPU; with `image_pooled` (M, D_img), a frozen
+    tower's cached features of those images, only the projection runs."""
+    if image_pooled is not None:
+        return F.normalize(model.image_proj(image_pooled.to(device)), dim=-1).float().cpu()  # (M, E)
     was_training = model.training
-    model.eval()
+    if was_training:  # switching walks every module: only when needed (a loaded run is in eval mode already)
+        model.eval()
     out = torch.empty(len(images), model.embed_dim)  # (M, E)
     for start in range(0, len(images), batch_size):
         chunk = preprocess(images[start : start + batch_size]).to(device)  # (b, C, H, W) float
         out[start : start + len(chunk)] = model.encode_images(chunk).float().cpu()
-    model.train(was_training)
+    if was_training:
+        model.train()
     return out
 
 
@@ -55,10 +61,12 @@ def embed_texts(
 def evaluate_captioned(
     model: DualEncoder, images: CaptionedImages, key_ids: Tensor, tokenizer: TextTokenizer,
     preprocess: ImagePreprocessor, *, batch_size: int, device: torch.device | str = "cpu",
+    image_pooled: Tensor | None = None,
 ) -> dict[str, float]:  # fmt: skip
     """Retrieval metrics of a split (each image paired with one caption) plus the contrastive loss at the model's
     temperature over the split (over `LOSS_IMAGES` evenly spaced images of a larger one)."""
-    image_emb = embed_images(model, images.images, preprocess, batch_size=batch_size, device=device)  # (M, E)
+    image_emb = embed_images(model, images.images, preprocess, batch_size=batch_size, device=device,
+                             image_pooled=image_pooled)  # (M, E)
     text_emb = embed_texts(model, tokenizer, eval_captions(images), device=device)  # (M, E)
     metrics = retrieval_metrics(image_emb, text_emb, key_ids, key_ids)
     some = torch.linspace(0, len(images) - 1, min(len(images), LOSS_IMAGES)).round().long()  # (n,)

@@ -96,7 +96,10 @@ class DualEncoder(nn.Module):
         return F.normalize(self.text_proj(pooled), dim=-1)  # (B, E)
 
     def forward(self, batch: Batch) -> DualOutput:
-        image = self.encode_images(batch.image)  # (U, E) one per distinct image of the batch
+        if batch.image_pooled is not None:  # a frozen tower's cached features (U, D_img)
+            image = F.normalize(self.image_proj(batch.image_pooled), dim=-1)  # (U, E)
+        else:
+            image = self.encode_images(batch.image)  # (U, E) one per distinct image of the batch
         if batch.image_index is not None:
             image = image[batch.image_index]  # (B, E)
         text = self.encode_texts(batch.text_ids, batch.text_mask)  # (B, E)

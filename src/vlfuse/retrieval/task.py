@@ -17,6 +17,7 @@ from vlfuse.data.captions import caption_templates
 from vlfuse.data.loader import BatchLoader
 from vlfuse.data.text import TextTokenizer
 from vlfuse.data.transforms import ImagePreprocessor
+from vlfuse.features import cached_features
 from vlfuse.model import count_parameters
 from vlfuse.report import plot_learning_curves, write_report
 from vlfuse.retrieval.config import RetrievalConfig
@@ -88,13 +89,21 @@ class RetrievalTask(TrainingTask):
     def stages(self, model: nn.Module) -> list[Stage]:
         cfg, data = self.cfg, self.data
         self.rows = caption_rows(data.train, data.key_ids(data.train), data.tokenizer)
+        encoder, val_pooled = model.image_encoder, None
+        frozen = model.frozen["image"] or getattr(encoder, "frozen", False)
+        if cfg.train.cache_features and frozen and hasattr(encoder, "cache_key"):  # the tower runs once per image
+            if cfg.data.augment.model_dump(exclude_defaults=True):
+                log.info("image augmentation is off: the frozen image tower reads cached features (train.cache_features)")
+            plain = ImagePreprocessor(cfg.data, augment=False)
+            self.rows.image_features = cached_features(encoder, data.train.images, plain)
+            val_pooled = cached_features(encoder, data.val.images, plain).pooled  # (M_val, D_img)
         loader = BatchLoader(self.rows, ImagePreprocessor(cfg.data, augment=True), batch_size=cfg.train.batch_size,
                              shuffle=True, seed=cfg.seed, drop_last=True)  # fmt: skip
         val_keys = data.key_ids(data.val)
         eval_prep = ImagePreprocessor(cfg.data, augment=False)
 
         def evaluate(m: nn.Module) -> dict[str, float]:
-            return evaluate_captioned(m, data.val, val_keys, data.tokenizer, eval_prep,
+            return evaluate_captioned(m, data.val, val_keys, data.tokenizer, eval_prep, image_pooled=val_pooled,
                                       batch_size=cfg.train.eval_batch_size, device=self.ctx.device)  # fmt: skip
 
         return [Stage("contrastive", cfg.train, loader, contrastive_step, evaluate, MONITOR)]

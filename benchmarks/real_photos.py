@@ -33,7 +33,6 @@ from vlfuse.data.images import load_images
 from vlfuse.data.vocab import imagenet_names
 from vlfuse.retrieval.search import zeroshot
 
-
 DETECTORS = {"FeatureDensity": "feature density (PCA Mahalanobis + residual)",
              "ConfidenceDetector": "ImageNet classifier confidence (1 − max softmax)"}
 
@@ -51,9 +50,10 @@ def classifier_and_conse(photo, files, classes) -> dict:
     names = imagenet_names()
     conse = zeroshot(photo, labels=names, templates=["a photo of a {}."], images=files)
     picked = [names.index(label) for _, label, _ in conse.predictions]
-    return {"photos": len(files), "classifier_top1": float(np.mean([int(t[0]) == c for t, c in zip(top5, classes)])),
-            "classifier_top5": float(np.mean([c in t.tolist() for t, c in zip(top5, classes)])),
-            "conse_1000_names_top1": float(np.mean([p == c for p, c in zip(picked, classes)]))}  # fmt: skip
+    top1 = [int(t[0]) == c for t, c in zip(top5, classes, strict=True)]
+    in_top5 = [c in t.tolist() for t, c in zip(top5, classes, strict=True)]
+    return {"photos": len(files), "classifier_top1": float(np.mean(top1)), "classifier_top5": float(np.mean(in_top5)),
+            "conse_1000_names_top1": float(np.mean([p == c for p, c in zip(picked, classes, strict=True)]))}
 
 
 def ood_auroc(scores_in: list[float], scores_out: list[float]) -> float:

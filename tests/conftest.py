@@ -14,9 +14,9 @@ from unittest import mock
 import pytest
 import torch
 import yaml
+from tiny_configs import TINY_CONFIGS, TINY_VQA
 
 from vlfuse.task import TASKS
-from tiny_configs import TINY_CONFIGS, TINY_VQA
 
 
 @pytest.fixture(scope="session")

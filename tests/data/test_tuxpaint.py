@@ -45,13 +45,15 @@ def test_captions_categories_transparency_and_padding(tmp_path):
     assert (crow[:, 0, :] == 255).all() and (crow[:, :, 0] == 255).all()  # padding and transparency: white
     centre = crow[:, 8, 8]
     assert centre[0] > 150 and centre[1] < 60  # the red box, not stretched away
-    assert tuxpaint.object_phrase("A pickup truck.") == "pickup truck" and tuxpaint.head_noun("A pickup truck.") == "truck"
+    assert tuxpaint.object_phrase("A pickup truck.") == "pickup truck"
+    assert tuxpaint.head_noun("A pickup truck.") == "truck"
     assert tuxpaint.head_noun("A spider playing soccer.") == "spider"
 
 
 def _in_train(stem: str, suffix: str) -> str:
     """A file name below food/ that the fixed split puts in train."""
-    return next(f"food/{stem}{i}{suffix}" for i in range(100) if tuxpaint.split_of(f"food/{stem}{i}{suffix}") == "train")
+    names = (f"food/{stem}{i}{suffix}" for i in range(100))
+    return next(name for name in names if tuxpaint.split_of(name) == "train")
 
 
 def test_a_bad_stamp_raises_naming_the_file_or_is_skipped_and_reported(tmp_path):

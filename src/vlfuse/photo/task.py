@@ -83,6 +83,7 @@ class PhotoTask(TrainingTask):
             "categories": ", ".join(sorted(set(np.unique([a.get("category", "") for a in test.attributes]))))
             if test is not None else "",
         }  # fmt: skip
+        issues = [str(i) for i in (test.issues if test is not None else [])]
         write_report(run_dir, title=f"vlfuse photo run: {run_dir.name}", summary=summary, metrics=metrics,
-                     history=[], issues=[str(i) for i in (test.issues if test is not None else [])], plots=[])  # fmt: skip
+                     history=[], issues=issues, plots=[])  # fmt: skip
         return {"metrics": metrics}

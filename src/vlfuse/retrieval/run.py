@@ -20,10 +20,10 @@ from torch import Tensor
 from vlfuse.data.images import load_image
 from vlfuse.data.text import TextTokenizer
 from vlfuse.data.transforms import ImagePreprocessor
+from vlfuse.pretrained import cache_root
 from vlfuse.retrieval.config import RetrievalConfig
 from vlfuse.retrieval.data import prepare_retrieval_data
 from vlfuse.retrieval.embed import embed_images, embed_texts, evaluate_captioned
-from vlfuse.pretrained import cache_root
 from vlfuse.retrieval.model import build_for_run
 from vlfuse.retrieval.zeroshot import label_embeddings
 from vlfuse.train.checkpoint import load_model_weights

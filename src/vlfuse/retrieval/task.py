@@ -93,7 +93,8 @@ class RetrievalTask(TrainingTask):
         frozen = model.frozen["image"] or getattr(encoder, "frozen", False)
         if cfg.train.cache_features and frozen and hasattr(encoder, "cache_key"):  # the tower runs once per image
             if cfg.data.augment.model_dump(exclude_defaults=True):
-                log.info("image augmentation is off: the frozen image tower reads cached features (train.cache_features)")
+                log.info("image augmentation is off: the frozen image tower reads cached features "
+                         "(train.cache_features)")
             plain = ImagePreprocessor(cfg.data, augment=False)
             self.rows.image_features = cached_features(encoder, data.train.images, plain)
             val_pooled = cached_features(encoder, data.val.images, plain).pooled  # (M_val, D_img)

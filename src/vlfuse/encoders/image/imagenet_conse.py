@@ -2,7 +2,8 @@
 embeddings — an image tower that lives in the text tower's space without any training.
 
 The pretrained EfficientNet-Lite0 classifier gives 1,000 ImageNet probabilities; the `top_k` most likely classes'
-embeddings (all-MiniLM-L6-v2 of `class_text`: by default the class's first WordNet name and its gloss, unit length) are mixed with their renormalised probabilities. Put beside a frozen MiniLM text tower with no
+embeddings (all-MiniLM-L6-v2 of `class_text`: by default the class's first WordNet name and its gloss, unit
+length) are mixed with their renormalised probabilities. Put beside a frozen MiniLM text tower with no
 projection, label prompts and captions compare to images by cosine: zero-shot labels and search on real photos.
 
 The class embeddings (1000, 384) are computed once per (MiniLM weights, names file, phrasing) and kept in
@@ -63,7 +64,8 @@ SLOTS = ("{name}", "{names}", "{definition}")
 def class_texts(cfg: ImageNetConSEConfig) -> list[str]:
     """Per ImageNet class, the text embedded for it (`class_text` with its slots filled)."""
     if not any(slot in cfg.class_text for slot in SLOTS):
-        raise ConfigError(f"model.image_encoder.class_text {cfg.class_text!r} needs one of the slots {', '.join(SLOTS)}")
+        raise ConfigError(f"model.image_encoder.class_text {cfg.class_text!r} needs one of the slots "
+                          f"{', '.join(SLOTS)}")
     return [cfg.class_text.replace("{names}", ", ".join(c.names[: cfg.synonyms])).replace("{name}", c.names[0])
             .replace("{definition}", c.definition) for c in imagenet_classes()]  # fmt: skip
 

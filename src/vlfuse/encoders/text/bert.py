@@ -85,11 +85,11 @@ class DenseNorm(nn.Module):
 class Attention(nn.Module):
     def __init__(self, s: BertSettings) -> None:
         super().__init__()
-        setattr(self, "self", SelfAttention(s))  # the checkpoint's name: attention.self.query
+        self.self = SelfAttention(s)  # the checkpoint's name: attention.self.query
         self.output = DenseNorm(s.hidden_size, s.hidden_size, s.layer_norm_eps)
 
     def forward(self, x: Tensor, bias: Tensor) -> Tensor:
-        return self.output(getattr(self, "self")(x, bias), x)
+        return self.output(self.self(x, bias), x)
 
 
 class Intermediate(nn.Module):

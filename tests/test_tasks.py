@@ -143,7 +143,7 @@ def _use_photo(run_dir: Path, cli, image: str) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     shown = json.loads(done.stdout)
     assert [p[1] for p in shown["predictions"]] == [p[1] for p in result.predictions] and shown["labels"] == labels
-    assert shown["ood"][0]["threshold"] > 0 or shown["ood"] == [None]
+    assert shown["ood"] == [None]  # the tiny run has no detector (tests/photo covers the shipped one's)
 
 
 USE = {"classify": _use_classify, "retrieval": _use_retrieval, "bridge": _use_bridge, "moderate": _use_moderate,

@@ -206,14 +206,23 @@ def test_an_ood_detector_puts_a_score_on_every_answer_and_strict_refuses_a_far_i
 
     fit_run_ood(tiny_bridge, out=tmp_path)  # on the tiny run's own training images (the server shares the run)
     try:
-        photo = tmp_path / "noise.png"
-        pixels = torch.randint(0, 256, (64, 64, 3), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
-        Image.fromarray(pixels.numpy()).save(photo)
-        near = client.post("/v1/caption", files=upload(easy_vqa_image(3))).json()
-        assert near["ood"]["far"] is False and near["warning"] is None and near["ood"]["threshold"] > 0
-        far = client.post("/v1/caption", files=upload(photo)).json()
-        assert far["ood"]["far"] is True and "out-of-distribution score" in far["warning"] and far["caption"]
-        refused = client.post("/v1/ask", files=upload(photo), data={"question": "what shape?", "strict": "true"})
-        assert refused.status_code == 422 and refused.json()["error"]["code"] == "out_of_distribution"
+        candidates = [easy_vqa_image(3)]
+        g = torch.Generator().manual_seed(0)
+        cells = (torch.arange(64) // 8)[:, None] + (torch.arange(64) // 8)[None, :]  # (64, 64) 8-px squares
+        board = torch.stack([cells % 2 * 255, (1 - cells % 2) * 255, cells * 0], dim=-1).to(torch.uint8)  # red/green
+        for name, pixels in (("noise", torch.randint(0, 256, (64, 64, 3), generator=g, dtype=torch.uint8)),
+                             ("board", board)):
+            Image.fromarray(pixels.contiguous().numpy()).save(tmp_path / f"{name}.png")
+            candidates.append(tmp_path / f"{name}.png")
+        verdicts = tiny_bridge.ood_verdicts(tiny_bridge.load_images(candidates))  # the Python API's word
+        assert not verdicts[0].far and any(v.far for v in verdicts[1:])
+        for path, verdict in zip(candidates, verdicts, strict=True):
+            body = client.post("/v1/caption", files=upload(path)).json()
+            assert body["ood"] == pytest.approx(verdict.to_dict(), rel=1e-4) and body["caption"]  # same decode
+            assert (body["warning"] is not None) == verdict.far
+            if verdict.far:
+                assert "out-of-distribution score" in body["warning"]
+                refused = client.post("/v1/ask", files=upload(path), data={"question": "what?", "strict": "true"})
+                assert refused.status_code == 422 and refused.json()["error"]["code"] == "out_of_distribution"
     finally:
         tiny_bridge.ood = None

@@ -88,7 +88,8 @@ class BridgeRun:
 
     @torch.inference_mode()
     def ood_inputs(self, images: Tensor) -> Tensor:
-        """(B, C, H, W) uint8 → (B, D) pooled visual features: what the OOD detector (a feature density) scores."""
+        """(B, C, H, W) uint8 → (B, D) pooled visual features: what the OOD detector scores (a feature density, or,
+        over a frozen EfficientNet-Lite0, the ImageNet classifier layer's confidence)."""
         return self.encoder(self.preprocess(images.to(self.device))).pooled.float().cpu()
 
     def ood_verdicts(self, images: Tensor) -> list[OODVerdict] | None:

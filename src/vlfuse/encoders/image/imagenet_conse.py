@@ -44,8 +44,9 @@ class ImageNetConSEConfig(ComponentConfig):
     # names joined by commas, {definition} its WordNet gloss (the gloss places "seashore" near "beach", etc.)
     class_text: str = "{name}: {definition}"
     synonyms: int = Field(1, ge=1, le=8)
+    frozen: bool = True  # keep the ImageNet classifier fixed (False: fine-tune it through the mixture)
 
-    tiny: ClassVar[dict[str, Any]] = {"resolution": 32, "top_k": 3}
+    tiny: ClassVar[dict[str, Any]] = {"resolution": 32, "top_k": 3, "frozen": False}
 
 
 def class_embedding_key(cfg: ImageNetConSEConfig) -> str:
@@ -107,7 +108,7 @@ def class_embeddings(cfg: ImageNetConSEConfig) -> Tensor:
 
 @IMAGE_ENCODERS.register("imagenet_conse", ImageNetConSEConfig)
 class ImageNetConSEEncoder(FreezableNet):
-    """EfficientNet-Lite0's ImageNet probabilities → ConSE mix of class-name embeddings; always frozen.
+    """EfficientNet-Lite0's ImageNet probabilities → ConSE mix of class-name embeddings (frozen by default).
 
     Args:
         cfg: top_k, resolution, class phrasing.
@@ -123,7 +124,15 @@ class ImageNetConSEEncoder(FreezableNet):
         self.net = load_efficientnet_lite0(cfg.resolution)
         self.register_buffer("classes", class_embeddings(cfg), persistent=False)  # (1000, 384)
         self.out_dim = self.token_dim = EMBED_DIM
-        self.freeze_net(True)
+        self.freeze_net(cfg.frozen)
+        self.net.eval()  # always (see `train`)
+
+    def train(self, mode: bool = True) -> ImageNetConSEEncoder:
+        """The classifier always runs as evaluated (BatchNorm statistics kept, no drop-connect), even when fine-tuned:
+        ConSE reads its probabilities, which training-mode noise would distort."""
+        super().train(mode)
+        self.net.eval()
+        return self
 
     def cache_key(self) -> str:
         """Identifies the features this encoder computes, for caches."""
@@ -132,10 +141,11 @@ class ImageNetConSEEncoder(FreezableNet):
     def features_and_logits(self, image: Tensor) -> tuple[Tensor, Tensor]:
         """(B, C, H, W) normalised images → (B, 1280) pooled penultimate features and (B, 1000) ImageNet logits."""
         x = image.expand(-1, 3, -1, -1) if image.shape[1] == 1 else image  # (B, 3, H, W)
-        if x.shape[-1] != self.cfg.resolution or x.shape[-2] != self.cfg.resolution:
-            x = F.interpolate(x, size=(self.cfg.resolution, self.cfg.resolution), mode="bilinear",
-                              align_corners=False, antialias=True)  # fmt: skip
-        with torch.no_grad():
+        side = self.cfg.resolution
+        if x.shape[-1] != side or x.shape[-2] != side:
+            shrink = x.shape[-1] > side and not torch.onnx.is_in_onnx_export()  # ONNX has no antialiased resize
+            x = F.interpolate(x, size=(side, side), mode="bilinear", align_corners=False, antialias=shrink)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
             pooled = self.net.extract_features(x).mean(dim=(2, 3))  # (B, 1280)
             return pooled, self.net._fc(pooled)  # noqa: SLF001  (B, 1000); dropout is off in eval
 

@@ -109,7 +109,6 @@ class FeatureDensity:
         tmp.replace(path)
 
 
-
 IMAGENET_HEAD = "efficientnet_lite0_imagenet"  # the inputs are EfficientNet-Lite0's pooled features: apply its head
 
 

@@ -28,6 +28,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
+from vlfuse.atomic import atomic_write
 from vlfuse.errors import CheckpointError
 
 OOD_FILE = "ood.safetensors"
@@ -45,7 +46,32 @@ class OODVerdict:
         return asdict(self)
 
 
-class FeatureDensity:
+def _save(path: Path, tensors: dict[str, Tensor], metadata: dict[str, str]) -> None:
+    """Write a detector atomically (a half-written one never replaces a good one), readable by every user (the
+    shipped runs' detectors live inside the package)."""
+
+    def write(tmp: Path) -> None:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+        tmp.chmod(0o644)
+
+    atomic_write(path, write)
+
+
+class _Thresholded:
+    """A score per input (`score`) against `threshold`: the verdicts both detectors give."""
+
+    threshold: float
+
+    def score(self, inputs: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def verdicts(self, inputs: Tensor) -> list[OODVerdict]:
+        """Per input row its score, the threshold and whether it is far."""
+        return [OODVerdict(round(float(s), 4), round(self.threshold, 4), bool(s > self.threshold))
+                for s in self.score(inputs)]  # fmt: skip
+
+
+class FeatureDensity(_Thresholded):
     """Principal-subspace Mahalanobis + residual score of (N, D) features; see the module docstring."""
 
     def __init__(self, mean: Tensor, directions: Tensor, spreads: Tensor, residual: float, threshold: float,
@@ -93,20 +119,11 @@ class FeatureDensity:
         off = centred - coords @ self.directions.T  # (N, D)
         return ((coords / self.spreads) ** 2).mean(dim=1) + (off**2).sum(dim=1) / self.residual  # (N,)
 
-    def verdicts(self, features: Tensor) -> list[OODVerdict]:
-        """Per feature row its score, the threshold and whether it is far."""
-        return [OODVerdict(round(float(s), 4), round(self.threshold, 4), bool(s > self.threshold))
-                for s in self.score(features)]  # fmt: skip
-
     def save(self, path: Path) -> None:
-        """Write to `path` atomically (a half-written detector never replaces a good one)."""
         tensors = {"mean": self.mean.contiguous(), "directions": self.directions.contiguous(),
                    "spreads": self.spreads.contiguous()}  # fmt: skip
         meta = {"residual": repr(self.residual), "threshold": repr(self.threshold), "info": json.dumps(self.info)}
-        tmp = path.with_name(f".{path.name}.tmp")
-        save_file(tensors, str(tmp), metadata=meta)
-        tmp.chmod(0o644)  # shipped inside the package: readable by every user
-        tmp.replace(path)
+        _save(path, tensors, meta)
 
 
 IMAGENET_HEAD = "efficientnet_lite0_imagenet"  # the inputs are EfficientNet-Lite0's pooled features: apply its head
@@ -119,7 +136,7 @@ def _imagenet_head() -> torch.nn.Module:
     return load_efficientnet_lite0(224)._fc.eval()  # noqa: SLF001  Linear(1280, 1000)
 
 
-class ConfidenceDetector:
+class ConfidenceDetector(_Thresholded):
     """1 − max softmax probability of (N, K) logits, against a threshold from held-out in-distribution logits.
 
     With `head` = IMAGENET_HEAD the inputs are EfficientNet-Lite0's pooled (N, 1280) features, turned into ImageNet
@@ -148,16 +165,9 @@ class ConfidenceDetector:
                 logits = _imagenet_head()(logits.float())  # (N, 1280) → (N, 1000)
         return 1.0 - logits.float().softmax(dim=-1).max(dim=-1).values  # (N,)
 
-    def verdicts(self, logits: Tensor) -> list[OODVerdict]:
-        return [OODVerdict(round(float(s), 4), round(self.threshold, 4), bool(s > self.threshold))
-                for s in self.score(logits)]  # fmt: skip
-
     def save(self, path: Path) -> None:
-        tmp = path.with_name(f".{path.name}.tmp")
-        save_file({"threshold": torch.tensor([self.threshold])}, str(tmp),
-                  metadata={"kind": "confidence", "head": self.head or "", "info": json.dumps(self.info)})  # fmt: skip
-        tmp.chmod(0o644)
-        tmp.replace(path)
+        _save(path, {"threshold": torch.tensor([self.threshold])},
+              {"kind": "confidence", "head": self.head or "", "info": json.dumps(self.info)})
 
 
 Detector = FeatureDensity | ConfidenceDetector

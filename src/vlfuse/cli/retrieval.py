@@ -90,7 +90,9 @@ def zeroshot(
     if on is None and not image:
         raise typer.BadParameter("give image files (to label) or --on SOURCE (to score)")
     loaded = load_run_for(run, "zeroshot")
-    oods = check_far(loaded, run, [str(p) for p in image], loaded.load_images(image), strict=strict) if image else []
+    oods: list = [None] * len(image)
+    if image and getattr(loaded, "ood", None) is not None:  # the check decodes them; without a detector, no need
+        oods = check_far(loaded, run, [str(p) for p in image], loaded.load_images(image), strict=strict)
     result = run_zeroshot(loaded, labels=names, templates=template, on=on, images=[str(p) for p in image],
                           heldout_only=heldout)  # fmt: skip
     if json_:

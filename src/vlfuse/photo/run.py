@@ -8,7 +8,6 @@ Never imports the training side (`vlfuse.photo.task`).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -37,11 +36,6 @@ class PhotoRun(RetrievalRun):
         self.writer = SocraticWriter(self.cfg.socratic)
         self.class_names = imagenet_names()
         self.ood = load_detector(self.path / OOD_FILE)  # None until fitted (`vlfuse ood RUN`)
-
-    @classmethod
-    def load(cls, path: str | Path, cfg: PhotoConfig, *, device: str = "cpu") -> PhotoRun:
-        """A photo run directory (or the shipped "photo") with its validated config."""
-        return super().load(path, cfg, device=device)  # type: ignore[return-value]
 
     @torch.inference_mode()
     def ood_inputs(self, images: Tensor) -> Tensor:

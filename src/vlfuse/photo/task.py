@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -63,8 +62,8 @@ class PhotoTask(TrainingTask):
         metrics: dict[str, Any] = {}
         if test is not None and len(test):
             prep = ImagePreprocessor(cfg.data, augment=False)
-            keys = sorted(set(test.keys))
-            key_ids = torch.tensor([keys.index(k) for k in test.keys])
+            slot = {k: i for i, k in enumerate(sorted(set(test.keys)))}
+            key_ids = torch.tensor([slot[k] for k in test.keys])
             metrics["test"] = evaluate_captioned(model, test, key_ids, self.tokenizer, prep,
                                                  batch_size=cfg.train.eval_batch_size)  # fmt: skip
             categories = [a.get("category") for a in test.attributes]
@@ -80,8 +79,7 @@ class PhotoTask(TrainingTask):
             "image tower": cfg.model.image_encoder.model_dump_json(), "text tower": cfg.model.text_encoder.name,
             "language model": cfg.socratic.language_model, "scored on": f"{cfg.data.name}:test",
             "test images": len(test) if test is not None else 0,
-            "categories": ", ".join(sorted(set(np.unique([a.get("category", "") for a in test.attributes]))))
-            if test is not None else "",
+            "categories": ", ".join(sorted({a.get("category", "") for a in test.attributes})) if test else "",
         }  # fmt: skip
         issues = [str(i) for i in (test.issues if test is not None else [])]
         write_report(run_dir, title=f"vlfuse photo run: {run_dir.name}", summary=summary, metrics=metrics,

@@ -66,7 +66,9 @@ class DualEncoder(nn.Module):
         )
         self.max_log_scale = math.log(cfg.max_logit_scale)
         self.embed_dim = cfg.embed_dim
-        self.frozen = {"image": cfg.freeze_image, "text": cfg.freeze_text}
+        # a tower is frozen when the config says so or it is itself frozen (a pretrained encoder with frozen: true)
+        self.frozen = {"image": cfg.freeze_image or getattr(image_encoder, "frozen", False),
+                       "text": cfg.freeze_text or getattr(text_encoder, "frozen", False)}  # fmt: skip
         if cfg.freeze_image:
             freeze(self.image_encoder)
         if cfg.freeze_text:

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import Tensor
 
 from vlfuse.data.images import load_image
@@ -26,7 +25,7 @@ from vlfuse.retrieval.data import prepare_retrieval_data
 from vlfuse.retrieval.embed import embed_images, embed_texts, evaluate_captioned
 from vlfuse.retrieval.model import build_for_run
 from vlfuse.retrieval.zeroshot import label_embeddings
-from vlfuse.train.checkpoint import load_model_weights
+from vlfuse.train.checkpoint import atomic_save_tensors, load_model_weights
 
 WEIGHTS = "model.safetensors"
 
@@ -111,10 +110,7 @@ class RetrievalRun:
         else:
             emb = label_embeddings(self.model, self.tokenizer, labels, templates, dataset)
             if len(labels) * len(templates) >= MANY_PROMPTS:
-                file.parent.mkdir(parents=True, exist_ok=True)
-                tmp = file.with_name(f".{file.name}.{os.getpid()}.tmp")
-                save_file({"labels": emb.contiguous()}, str(tmp))
-                os.replace(tmp, file)
+                atomic_save_tensors({"labels": emb}, file)
         self._labels[key] = emb
         return emb
 

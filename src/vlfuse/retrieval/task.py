@@ -90,8 +90,8 @@ class RetrievalTask(TrainingTask):
         cfg, data = self.cfg, self.data
         self.rows = caption_rows(data.train, data.key_ids(data.train), data.tokenizer)
         encoder, val_pooled = model.image_encoder, None
-        frozen = model.frozen["image"] or getattr(encoder, "frozen", False)
-        if cfg.train.cache_features and frozen and hasattr(encoder, "cache_key"):  # the tower runs once per image
+        # a frozen tower runs once per image: its features are cached
+        if cfg.train.cache_features and model.frozen["image"] and hasattr(encoder, "cache_key"):
             if cfg.data.augment.model_dump(exclude_defaults=True):
                 log.info("image augmentation is off: the frozen image tower reads cached features "
                          "(train.cache_features)")

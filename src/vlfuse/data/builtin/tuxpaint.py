@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import io
-import os
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -116,10 +115,10 @@ def _scan(root: Path, include_symbols: bool, svg: bool) -> tuple[Stamp, ...]:
 
 def stamps(split: str, cfg: DataConfig) -> list[Stamp]:
     """The stamps of one split ("train" / "test")."""
-    opts = {**OPTIONS, **cfg.options}
-    found = _scan(root_of(cfg), bool(opts["include_symbols"]), bool(opts["svg"]))
+    opts, root = {**OPTIONS, **cfg.options}, root_of(cfg)
+    found = _scan(root, bool(opts["include_symbols"]), bool(opts["svg"]))
     if not found:
-        raise DataError(f"{NAME}: no captioned stamps (NAME.png + NAME.txt) below '{root_of(cfg)}'")
+        raise DataError(f"{NAME}: no captioned stamps (NAME.png + NAME.txt) below '{root}'")
     return [s for s in found if split_of(s.relative) == split]
 
 
@@ -174,6 +173,7 @@ def _decode_all(chosen: list[Stamp], size: int, background: str) -> tuple[np.nda
 def _cached_decode(chosen: list[Stamp], size: int, background: str) -> tuple[np.ndarray, list[int], list[str]]:
     """`_decode_all`, kept in vlfuse's cache (rendering the SVGs costs ~85 ms each). The key covers every file's
     path, size and modification time, the size, the background and whether an SVG renderer is installed."""
+    from vlfuse.atomic import atomic_write
     from vlfuse.pretrained import cache_root
 
     digest = hashlib.sha256(f"{size}:{background}:{importlib.util.find_spec('resvg_py') is not None}".encode())
@@ -185,10 +185,12 @@ def _cached_decode(chosen: list[Stamp], size: int, background: str) -> tuple[np.
         with np.load(file) as saved:
             return saved["images"], saved["kept"].tolist(), saved["errors"].tolist()
     images, kept, errors = _decode_all(chosen, size, background)
-    file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = file.with_suffix(f".{os.getpid()}.tmp.npz")
-    np.savez(tmp, images=images, kept=np.array(kept, dtype=np.int64), errors=np.array(errors, dtype=str))
-    os.replace(tmp, file)  # whole or not at all
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:  # a file object: np.savez would add ".npz" to a temporary name
+            np.savez(fh, images=images, kept=np.array(kept, dtype=np.int64), errors=np.array(errors, dtype=str))
+
+    atomic_write(file, write)  # whole or not at all
     return images, kept, errors
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -23,6 +22,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor
 
+from vlfuse.atomic import atomic_write
 from vlfuse.data.vocab import IMAGENET_FILE, imagenet_classes
 from vlfuse.encoders.frozen import FreezableNet
 from vlfuse.encoders.image.efficientnet_lite0 import load_efficientnet_lite0
@@ -99,10 +99,7 @@ def class_embeddings(cfg: ImageNetConSEConfig) -> Tensor:
         return load_file(str(file))["classes"]
     log.info("embedding the 1,000 ImageNet class names with MiniLM (once; cached in %s)", file.parent)
     emb = compute_class_embeddings(cfg)
-    file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = file.with_name(f".{file.name}.{id(emb)}.tmp")
-    save_file({"classes": emb.contiguous()}, str(tmp))
-    Path(tmp).replace(file)
+    atomic_write(file, lambda tmp: save_file({"classes": emb.contiguous()}, str(tmp)))
     return emb
 
 

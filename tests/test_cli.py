@@ -81,6 +81,22 @@ def test_list_shows_registries():
         assert name in proc.stdout
 
 
+@pytest.mark.parametrize("command", [["--help"], ["list"], ["train", "--help"]])
+def test_light_commands_start_without_torch(command):
+    """`vlfuse --help` and `vlfuse list` name every component and dataset without importing torch (the start-up cost
+    of the command line is torch's import)."""
+    code = ("import atexit, sys\n"
+            "atexit.register(lambda: print('torch loaded:', 'torch' in sys.modules))\n"
+            f"sys.argv = ['vlfuse', *{command!r}]\n"
+            "from vlfuse.cli import main\n"
+            "main()\n")  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "torch loaded: False" in proc.stdout
+    if command == ["list"]:
+        assert "seed_cnn" in proc.stdout and "tuxpaint" in proc.stdout and "photo" in proc.stdout
+
+
 def test_data_show_writes_grid(tmp_path):
     out = tmp_path / "grid.png"
     proc = vlfuse("data", "show", "easy-vqa", "--out", out)

@@ -127,7 +127,7 @@ class TrainConfig(Section):
     grad_clip: float | None = Field(1.0, gt=0)  # max global grad norm; None = off
     early_stopping_patience: int | None = Field(None, ge=1)  # epochs without val improvement
     label_smoothing: float = Field(0.0, ge=0, lt=1)
-    threads: int | None = Field(None, ge=1)  # torch intra-op threads; None = all cores (÷ processes)
+    threads: int | None = Field(None, ge=1)  # CPU threads; None = the free cores, re-chosen (vlfuse.threads)
     device: str = "auto"  # auto | cpu | cuda
     log_every: int = Field(20, ge=1)  # steps between TensorBoard train-loss points
     # a frozen pretrained image tower (e.g. efficientnet_lite0 with frozen: true) is run once per image and its

@@ -219,9 +219,12 @@ def add_missing_modality_rows(batch: Batch, p: float) -> Batch:
 
 
 def gather_rows(out: EncoderOutput, index: Tensor) -> EncoderOutput:
-    """Expand per-image encoder outputs to per-row outputs: row b gets image index[b]."""
-    mask = out.mask[index] if out.mask is not None else None
-    return EncoderOutput(tokens=out.tokens[index], pooled=out.pooled[index], mask=mask)
+    """Expand per-image encoder outputs to per-row outputs: row b gets image index[b].
+
+    `index_select`, not `tensor[index]`: its backward is a vectorised index_add (for the classic model's (32, 30752)
+    pooled rows on a CPU, 1.1 vs 3.5 ms forward + backward)."""
+    mask = out.mask.index_select(0, index) if out.mask is not None else None
+    return EncoderOutput(tokens=out.tokens.index_select(0, index), pooled=out.pooled.index_select(0, index), mask=mask)
 
 
 def build_model(

@@ -1,6 +1,9 @@
 """Name → component registries, so configs and the CLI can pick encoders, fusions and heads by string.
 
-A component registers itself with its own pydantic config class:
+A built-in component is one module of its kind's package, named as it is registered (`vlfuse/fusion/concat.py`
+registers "concat"): the registry lists a package's modules without importing them and imports one when its name is
+first looked up, so `vlfuse list` and config validation never load torch for components they do not build. A
+component registers itself with its own pydantic config class:
 
     @FUSIONS.register("concat", ConcatConfig)
     class ConcatFusion(nn.Module):
@@ -13,6 +16,8 @@ upstream modules (never written in YAML).
 from __future__ import annotations
 
 import difflib
+import importlib
+import pkgutil
 from collections.abc import Callable
 from typing import Any
 
@@ -29,24 +34,42 @@ class ComponentConfig(BaseModel):
 
 
 class Registry:
-    """A named set of components of one kind (image encoders, text encoders, fusions, heads)."""
+    """A named set of components of one kind (image encoders, text encoders, fusions, heads).
 
-    def __init__(self, kind: str) -> None:
+    Args:
+        kind: what the components are, for messages ("fusion").
+        package: the package whose modules are this kind's built-in components, one each, by module name.
+    """
+
+    def __init__(self, kind: str, package: str) -> None:
         self.kind = kind
+        self.package = package
         self._entries: dict[str, tuple[type, type[ComponentConfig]]] = {}
+        self._modules: list[str] | None = None
 
     def register(self, name: str, config_cls: type[ComponentConfig]) -> Callable[[type], type]:
         def decorator(cls: type) -> type:
             if name in self._entries:
                 raise ValueError(f"{self.kind} '{name}' is registered twice")
+            module = cls.__module__
+            if module.startswith(self.package + ".") and module != f"{self.package}.{name}":
+                raise ValueError(f"{self.kind} '{name}' is registered in {module}; a built-in {self.kind} lives in "
+                                 f"{self.package}.{name}")  # fmt: skip
             self._entries[name] = (cls, config_cls)
             cls.registry_name = name
             return cls
 
         return decorator
 
+    def builtin_names(self) -> list[str]:
+        """The modules of the package (not imported)."""
+        if self._modules is None:
+            paths = importlib.import_module(self.package).__path__
+            self._modules = sorted(m.name for m in pkgutil.iter_modules(paths) if not m.name.startswith("_"))
+        return self._modules
+
     def names(self) -> list[str]:
-        return sorted(self._entries)
+        return sorted(set(self._entries) | set(self.builtin_names()))
 
     def component_class(self, name: str) -> type:
         return self._lookup(name)[0]
@@ -55,8 +78,12 @@ class Registry:
         return self._lookup(name)[1]
 
     def _lookup(self, name: str) -> tuple[type, type[ComponentConfig]]:
+        if name not in self._entries and name in self.builtin_names():
+            importlib.import_module(f"{self.package}.{name}")  # registers it
+            if name not in self._entries:
+                raise ValueError(f"{self.package}.{name} does not register the {self.kind} '{name}'")
         if name not in self._entries:
-            close = difflib.get_close_matches(name, self._entries, n=1)
+            close = difflib.get_close_matches(name, self.names(), n=1)
             hint = f" Did you mean '{close[0]}'?" if close else ""
             raise ConfigError(f"unknown {self.kind} '{name}'; registered: {', '.join(self.names())}.{hint}")
         return self._entries[name]
@@ -95,7 +122,7 @@ def format_validation_error(err: ValidationError, where: str, model_cls: type[Ba
     return "; ".join(lines)
 
 
-IMAGE_ENCODERS = Registry("image encoder")
-TEXT_ENCODERS = Registry("text encoder")
-FUSIONS = Registry("fusion")
-HEADS = Registry("head")
+IMAGE_ENCODERS = Registry("image encoder", "vlfuse.encoders.image")
+TEXT_ENCODERS = Registry("text encoder", "vlfuse.encoders.text")
+FUSIONS = Registry("fusion", "vlfuse.fusion")
+HEADS = Registry("head", "vlfuse.heads")

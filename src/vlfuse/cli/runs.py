@@ -166,7 +166,7 @@ def predict(
 @app.command("list")
 def list_components() -> None:
     """Registered tasks, encoders, fusions, heads and built-in datasets."""
-    from vlfuse.data.builtin import BUILTIN_DATASETS
+    from vlfuse.data.builtin import BUILTIN_NAMES
     from vlfuse.registry import FUSIONS, HEADS, IMAGE_ENCODERS, TEXT_ENCODERS
     from vlfuse.task import TASKS
 
@@ -181,7 +181,7 @@ def list_components() -> None:
     table.add_column("names")
     for reg in (IMAGE_ENCODERS, TEXT_ENCODERS, FUSIONS, HEADS):
         table.add_row(reg.kind + "s", ", ".join(reg.names()))
-    table.add_row("built-in datasets", ", ".join(sorted(BUILTIN_DATASETS)))
+    table.add_row("built-in datasets", ", ".join(sorted(BUILTIN_NAMES)))
     console.print(table)
 
 

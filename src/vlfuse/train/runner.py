@@ -27,6 +27,7 @@ from torch import nn
 from vlfuse.config import TrainConfig, save_config
 from vlfuse.errors import ConfigError
 from vlfuse.task import get_task
+from vlfuse.threads import choose_threads, set_threads
 from vlfuse.train.checkpoint import claim_run_dir, load_model_weights, recover_interrupted_writes
 from vlfuse.train.distributed import DistContext, init_distributed, shutdown_distributed
 from vlfuse.train.precision import resolve_precision
@@ -177,7 +178,9 @@ def run_training(
                 log.warning("%s holds no checkpoint yet (it was interrupted before its first epoch ended): "
                             "training it from the beginning", run_dir)  # fmt: skip
             resume = False
-        torch.set_num_threads(cfg.train.threads or max(1, (os.cpu_count() or 1) // dist_ctx.world_size))
+        threads, threads_reason = choose_threads(cfg.train.threads, share=dist_ctx.world_size)
+        set_threads(threads)
+        log.info("threads: %s", threads_reason)
         if dist_ctx.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
         task = task_class(cfg, RunContext(run_dir, device, dist_ctx, resume))
@@ -198,6 +201,7 @@ def run_training(
             "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
             "processes": dist_ctx.world_size, "data_seconds": round(prep_seconds, 2),
             "precision": {"requested": cfg.train.precision, "used": precision, "why": precision_reason},
+            "threads": {"start": threads, "why": threads_reason},
             **task.summary(),
         }  # fmt: skip
         if complete and dist_ctx.is_main:

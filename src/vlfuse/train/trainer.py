@@ -21,6 +21,7 @@ from torch import nn
 
 from vlfuse.atomic import atomic_write_text
 from vlfuse.config import TrainConfig
+from vlfuse.threads import ThreadWatch
 from vlfuse.train.checkpoint import load_training_state, save_model_weights, save_training_state
 from vlfuse.train.distributed import DistContext
 from vlfuse.train.precision import resolve_precision
@@ -71,9 +72,11 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, An
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     groups = parameter_groups(model, cfg.weight_decay)
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # the fused kernel (one pass over all parameters) where every parameter allows it: 3.7 → 0.7 ms a step for the
+    # classic model on 2 CPU cores; the same update rule
+    fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for g in groups for p in g["params"])
+    optimizer = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
+    return optimizer(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused or None)
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int):
@@ -120,6 +123,9 @@ class Trainer:
         self.total_steps = cfg.epochs * len(train_loader)  # type: ignore[arg-type]
         self.optimizer = build_optimizer(model, cfg)
         self.scheduler = build_scheduler(self.optimizer, cfg, self.total_steps)
+        # re-choose the CPU threads as other processes come and go, unless train.threads fixes them
+        watch = cfg.threads is None and device.type == "cpu"
+        self.threads = ThreadWatch(torch.get_num_threads(), share=self.dist.world_size) if watch else None
         self.wrapped = model
         if self.dist.enabled:
             ids = [device.index] if device.type == "cuda" else None
@@ -208,6 +214,8 @@ class Trainer:
             total_loss += torch.tensor([loss.item() * n, n])
             for cb in self.callbacks:
                 cb.on_step_end(self, loss.item(), n * self.dist.world_size)
+            if self.threads is not None:
+                self.threads.check()
         elapsed = time.perf_counter() - start
         total_loss = self.dist.all_reduce_sum(total_loss)
         return {
@@ -216,6 +224,7 @@ class Trainer:
             "lr": self.scheduler.get_last_lr()[0],
             "train_seconds": elapsed,
             "train_samples_per_s": float(total_loss[1]) / elapsed,
+            "threads": torch.get_num_threads(),
         }
 
 

@@ -1,6 +1,7 @@
 """The classic Keras-example image encoder: one 3×3 conv with 32 filters, ReLU, 2×2 max-pool, flatten.
 
-Kept exactly as the reference so results can be compared with the many tutorials built on it.
+Kept exactly as the reference so results can be compared with the many tutorials built on it. On the CPU the
+conv → ReLU → pool runs as one compiled kernel with the same maths (`vlfuse.kernels.conv_pool`).
 """
 
 from __future__ import annotations
@@ -10,14 +11,17 @@ from typing import Any, ClassVar, Literal
 from torch import Tensor, nn
 
 from vlfuse.errors import ConfigError
+from vlfuse.kernels.conv_pool import conv_relu_pool
 from vlfuse.registry import IMAGE_ENCODERS, ComponentConfig
 from vlfuse.types import EncoderOutput
 
 
 class SeedCNNConfig(ComponentConfig):
-    """No options: the architecture is fixed (Conv2d(C, 32, 3) → ReLU → MaxPool 2×2 → Flatten)."""
+    """The architecture is fixed (Conv2d(C, 32, 3) → ReLU → MaxPool 2×2 → Flatten); `fused: false` runs it as
+    PyTorch's three operators instead of the fused CPU kernel (same maths, for comparison)."""
 
     name: Literal["seed_cnn"] = "seed_cnn"
+    fused: bool = True
 
     tiny: ClassVar[dict[str, Any]] = {}  # overrides for a fast test-sized variant
 
@@ -46,11 +50,15 @@ class SeedCNNEncoder(nn.Module):
         self.relu = nn.ReLU()
         self.pool = nn.MaxPool2d(2)
         self.flatten = nn.Flatten()
+        self.fused = cfg.fused
         self.token_dim = self.filters
         self.out_dim = self.filters * side * side
 
     def forward(self, image: Tensor) -> EncoderOutput:
-        x = self.pool(self.relu(self.conv(image)))  # (B, 32, h, w)
+        if self.fused:
+            x = conv_relu_pool(image, self.conv)  # (B, 32, h, w), the same as the line below
+        else:
+            x = self.pool(self.relu(self.conv(image)))  # (B, 32, h, w)
         tokens = x.flatten(2).transpose(1, 2)  # (B, h*w, 32)
         pooled = self.flatten(x)  # (B, 32*h*w)
         return EncoderOutput(tokens=tokens, pooled=pooled)

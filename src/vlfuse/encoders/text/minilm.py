@@ -2,7 +2,7 @@
 
 It reads its own WordPiece vocabulary, so a config with this encoder tokenizes text with MiniLM's tokenizer
 (`pretrained_tokenizer`) instead of training one. Tokens are the last hidden states (B, L, 384); pooled is their
-masked mean, as sentence-transformers pools this model. The network is `vlfuse.encoders.text.bert.BertEncoder`,
+masked mean, as sentence-transformers pools this model. The network is `vlfuse.encoders.text._bert.BertEncoder`,
 which reads the package's checkpoint without importing `transformers` (seconds saved at every start).
 """
 
@@ -56,7 +56,7 @@ class MiniLMEncoder(FreezableNet):
 
     def __init__(self, cfg: MiniLMConfig, *, vocab_size: int, pad_id: int, max_length: int) -> None:
         super().__init__()
-        from vlfuse.encoders.text.bert import BertEncoder
+        from vlfuse.encoders.text._bert import BertEncoder
 
         folder = minilm_dir()
         self.cfg = cfg

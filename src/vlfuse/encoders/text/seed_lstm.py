@@ -6,7 +6,7 @@ from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from torch.nn import functional as F
 
 from vlfuse.registry import TEXT_ENCODERS, ComponentConfig
 from vlfuse.types import EncoderOutput
@@ -22,10 +22,15 @@ class SeedLSTMConfig(ComponentConfig):
 
 @TEXT_ENCODERS.register("seed_lstm", SeedLSTMConfig)
 class SeedLSTMEncoder(nn.Module):
-    """Embedding(vocab, 32) → LSTM(64) over the packed (unpadded) sequences.
+    """Embedding(vocab, 32) → LSTM(64), each row read up to its last real token (as a packed sequence would be).
 
     Real tokens are expected first in each row (right padding). pooled is the LSTM state at each row's last real
     token, (B, 64), zeros for rows without tokens; tokens are the LSTM outputs, (B, L, 64), zero at padding.
+
+    The LSTM runs once over the batch's longest row, padded rows included, and each row's state is read at its own
+    last token: an LSTM's output at a step does not depend on later steps, so this is exactly the packed result,
+    and one fused call over a padded batch is several times faster on a CPU than a packed one (which steps through
+    time one matrix product at a time).
 
     Args:
         cfg: the (empty) config.
@@ -46,11 +51,10 @@ class SeedLSTMEncoder(nn.Module):
     def forward(self, ids: Tensor, mask: Tensor | None) -> EncoderOutput:
         mask = torch.ones_like(ids, dtype=torch.bool) if mask is None else mask  # (B, L)
         lengths = mask.sum(dim=1)  # (B,)
-        x = self.embed(ids)  # (B, L, 32)
-        # rows without tokens run on one pad step (packing needs length >= 1) and are zeroed below
-        packed = pack_padded_sequence(x, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
-        out, (h, _) = self.lstm(packed)  # h: (1, B, 64), in the original row order
-        tokens, _ = pad_packed_sequence(out, batch_first=True, total_length=ids.shape[1])  # (B, L, 64)
-        tokens = tokens * mask.unsqueeze(-1)  # (B, L, 64)
-        pooled = h[-1] * (lengths > 0).unsqueeze(-1)  # (B, 64)
+        exporting = torch.onnx.is_in_onnx_export() or torch.jit.is_tracing()  # a traced length would be fixed
+        steps = ids.shape[1] if exporting else max(1, int(lengths.max()))  # later steps are padding in every row
+        out, _ = self.lstm(self.embed(ids[:, :steps]))  # (B, S, 64)
+        last = (lengths.clamp(min=1) - 1).clamp(max=steps - 1)  # (B,) rows without tokens read step 0, zeroed below
+        pooled = out[torch.arange(len(ids), device=ids.device), last] * (lengths > 0).unsqueeze(-1)  # (B, 64)
+        tokens = F.pad(out, (0, 0, 0, ids.shape[1] - steps)) * mask.unsqueeze(-1)  # (B, L, 64)
         return EncoderOutput(tokens=tokens, pooled=pooled, mask=mask)

@@ -2,15 +2,16 @@
 schedule; mean ± 95 % confidence interval of the test metric, parameters, training time and throughput, inference
 latency, and the gain over the best unimodal baseline. Writes compare.json, compare.md and compare.png.
 
-Runs execute in `jobs` worker processes with `threads = cores // jobs` torch threads each (small models use two
-single-threaded processes better than one two-threaded one; `benchmarks/compare_parallelism.py` measures it).
+Runs execute in `jobs` worker processes, each with an equal share of the cores other processes leave free (small
+models use two single-threaded processes better than one two-threaded one; `benchmarks/compare_parallelism.py`
+measures it).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
-import os
 import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -28,7 +29,10 @@ from vlfuse.data.prepare import prepare_data
 from vlfuse.errors import ConfigError
 from vlfuse.registry import FUSIONS
 from vlfuse.task import load_run, validate_config
+from vlfuse.threads import available_cores, choose_threads
 from vlfuse.train.runner import run_training
+
+log = logging.getLogger(__name__)
 
 BASELINES = ("image_only", "text_only")
 # two-sided 95 % Student-t quantiles for 1..30 degrees of freedom (normal beyond)
@@ -113,9 +117,10 @@ def run_comparison(
     """
     if not isinstance(base, ClassifyConfig):
         raise ConfigError(f"vlfuse compare trains fusions of a classify config; this config is task '{base.task}'")
-    cores = os.cpu_count() or 1
+    cores = available_cores()
     jobs = jobs or min(cores, 2)
-    threads = max(1, cores // jobs)
+    threads, why = choose_threads(share=jobs)  # the free cores, split between the jobs
+    log.info("threads per job: %s", why)
     methods = resolve_methods(fusions)
     out_dir.mkdir(parents=True, exist_ok=True)
     specs = [

@@ -31,7 +31,9 @@ def index(
     """Embed images (or texts) of a source into an index file for `vlfuse search`."""
     from vlfuse.retrieval.search import build_index
     from vlfuse.task import load_run_for
+    from vlfuse.threads import configure_threads
 
+    configure_threads()  # from the cores other processes leave free
     target = out or Path(f"{Path(source.replace(':', '-')).name or 'index'}{'-texts' if texts else ''}.index")
     report = build_index(load_run_for(run, "index"), source, target, texts=texts, append=append, overwrite=overwrite,
                          backend=backend, image_column=image_column, caption_column=caption_column,

@@ -102,8 +102,10 @@ def evaluate(
     updated (--objectives vqa,caption picks which).
     """
     from vlfuse.task import load_run, resolve_run
+    from vlfuse.threads import configure_threads
 
     ref = resolve_run(run)
+    configure_threads()  # from the cores other processes leave free
     if robustness:
         ref.task.require("robustness", run)
         _print_robustness(load_run(ref), split, json_)
@@ -252,7 +254,9 @@ def serve(
     ] = None,
     host: Annotated[str, typer.Option(help="interface to listen on (0.0.0.0: every interface)")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port")] = 8000,
-    backend: Annotated[str, typer.Option(help="torch, onnx or onnx-int8 (onnx: after `vlfuse export`)")] = "torch",
+    backend: Annotated[
+        str, typer.Option(help="auto (ONNX, exported at first start, verified; else torch), torch, onnx, onnx-int8")
+    ] = "auto",
     max_upload_bytes: Annotated[int, typer.Option(min=1, help="largest image file in bytes")] = 5 * 1024 * 1024,
     max_pixels: Annotated[int, typer.Option(min=1, help="largest image in width x height pixels")] = 4096 * 4096,
     formats: Annotated[str, typer.Option(help="accepted image formats, comma-separated")] = "PNG,JPEG,WEBP,GIF,BMP",

@@ -17,6 +17,7 @@ raw inputs into the tensors above and logits into labels) and `tokenizer.json`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import platform
@@ -28,7 +29,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from vlfuse.classify.run import ClassifyRun
+from vlfuse.atomic import atomic_write_text
+from vlfuse.classify.run import WEIGHTS, ClassifyRun
 from vlfuse.errors import VLFuseError
 from vlfuse.model import MultimodalModel
 from vlfuse.types import Batch
@@ -142,9 +144,30 @@ def metadata(run: ClassifyRun, *, opset: int) -> dict[str, Any]:
         "model_config": run.cfg.model.model_dump(mode="json"),
         "metrics": run.metrics,
         "source_run": str(run.path.resolve()),
+        "source_weights_sha256": weights_digest(run),
         "opset": opset,
         "versions": {"torch": torch.__version__, "python": platform.python_version()},
     }
+
+
+def weights_digest(run: ClassifyRun) -> str | None:
+    """SHA-256 of the run's weights file (None for a run loaded without one): tells current exports from stale ones."""
+    weights = run.path / WEIGHTS
+    if not weights.is_file():
+        return None
+    with weights.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def export_is_current(run: ClassifyRun, export_dir: str | Path) -> bool:
+    """Whether `export_dir` holds a complete export made from the run's present weights."""
+    export_dir = Path(export_dir)
+    try:
+        meta = json.loads((export_dir / METADATA_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    digest = meta.get("source_weights_sha256")
+    return digest is not None and digest == weights_digest(run) and (export_dir / str(meta.get("model"))).is_file()
 
 
 def export_onnx(
@@ -176,12 +199,13 @@ def export_onnx(
     """
     if quantize not in (None, "int8"):
         raise ExportError(f"--quantize must be 'int8' (or omitted), got {quantize!r}")
-    recurrent = [name for name, m in run.model.named_modules() if isinstance(m, torch.nn.RNNBase)]
-    if recurrent:  # they run on packed sequences, which the TorchScript ONNX exporter cannot trace
-        raise ExportError(f"run '{run.path}': ONNX export does not support recurrent text encoders (gru, seed_lstm) "
-                          f"yet — found {recurrent[0]}; use bow or transformer for an exportable model")  # fmt: skip
+    packed = [name for name, m in run.model.named_modules() if not getattr(m, "exports_to_onnx", True)]
+    if packed:  # packed sequences, which the TorchScript ONNX exporter cannot trace
+        raise ExportError(f"run '{run.path}': ONNX export does not support the gru text encoder (packed sequences) "
+                          f"yet — found {packed[0]}; seed_lstm, bow and transformer export")  # fmt: skip
     out = Path(out_dir) if out_dir is not None else run.path / "onnx"
     out.mkdir(parents=True, exist_ok=True)
+    (out / METADATA_FILE).unlink(missing_ok=True)  # until the new one is complete, the folder holds no export
     model = run.model.cpu().eval()
     wrapper = OnnxExportWrapper(model).eval()
     inputs = example_inputs(run, batch_size=3)
@@ -227,7 +251,7 @@ def export_onnx(
     if quantize == "int8":
         quantize_int8(onnx_path, out / INT8_MODEL_FILE)
         meta["int8_model"] = INT8_MODEL_FILE
-    (out / METADATA_FILE).write_text(json.dumps(meta, indent=1))
+    atomic_write_text(out / METADATA_FILE, json.dumps(meta, indent=1))
     log.info("exported %s to %s (inputs: %s)", run.path, out, ", ".join(names))
     return out
 

@@ -34,7 +34,7 @@ def serve(
     retrieval_run: str | Path | None = None,
     host: str = "127.0.0.1",
     port: int = 8000,
-    backend: str = "torch",
+    backend: str = "auto",
     limits: ServeLimits | None = None,
     log_level: str = "info",
 ) -> None:
@@ -48,7 +48,7 @@ def serve(
         retrieval_run: the retrieval run that built `index` (default: the run recorded in the index).
         host: interface to listen on; the default serves this machine only.
         port: TCP port.
-        backend: torch, onnx or onnx-int8 (for the classification run).
+        backend: auto (ONNX when the run exports and matches PyTorch, else PyTorch), torch, onnx or onnx-int8.
         limits: request limits and micro-batching settings.
         log_level: uvicorn's log level (info logs every request).
 
@@ -58,7 +58,9 @@ def serve(
     import uvicorn
 
     from vlfuse.serve.connections import uvicorn_config
+    from vlfuse.threads import configure_threads
 
+    configure_threads()  # from the cores other processes leave free
     role, resolved = served_as(path) if path is not None else (None, None)
     if role == "bridge":
         if bridge is not None:

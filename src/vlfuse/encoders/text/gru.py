@@ -37,6 +37,8 @@ class GRUEncoder(nn.Module):
         max_length: padded text length (unused: the GRU takes any length).
     """
 
+    exports_to_onnx = False  # it runs on packed sequences, which the TorchScript exporter cannot trace
+
     def __init__(self, cfg: GRUConfig, *, vocab_size: int, pad_id: int, max_length: int) -> None:
         super().__init__()
         self.embed = nn.Embedding(vocab_size, cfg.embed_dim, padding_idx=pad_id)

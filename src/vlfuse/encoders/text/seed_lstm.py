@@ -53,8 +53,11 @@ class SeedLSTMEncoder(nn.Module):
         lengths = mask.sum(dim=1)  # (B,)
         exporting = torch.onnx.is_in_onnx_export() or torch.jit.is_tracing()  # a traced length would be fixed
         steps = ids.shape[1] if exporting else max(1, int(lengths.max()))  # later steps are padding in every row
-        out, _ = self.lstm(self.embed(ids[:, :steps]))  # (B, S, 64)
+        x = self.embed(ids[:, :steps])  # (B, S, 32)
+        state = x.new_zeros(1, ids.shape[0], self.hidden)  # (1, B, 64): LSTM's default, explicit so ONNX keeps B free
+        out, _ = self.lstm(x, (state, state))  # (B, S, 64)
         last = (lengths.clamp(min=1) - 1).clamp(max=steps - 1)  # (B,) rows without tokens read step 0, zeroed below
-        pooled = out[torch.arange(len(ids), device=ids.device), last] * (lengths > 0).unsqueeze(-1)  # (B, 64)
+        at_last = last.view(-1, 1, 1).expand(-1, 1, self.hidden)  # (B, 1, 64)
+        pooled = out.gather(1, at_last).squeeze(1) * (lengths > 0).unsqueeze(-1)  # (B, 64)
         tokens = F.pad(out, (0, 0, 0, ids.shape[1] - steps)) * mask.unsqueeze(-1)  # (B, L, 64)
         return EncoderOutput(tokens=tokens, pooled=pooled, mask=mask)

@@ -12,7 +12,7 @@ turns (A B C D A B C D …) so that drift in the machine's speed falls on all of
 - `vlfuse`: `vlfuse train configs/easy_vqa_classic.yaml` (the fused conv kernel, the thread policy);
 - `vlfuse-unfused`: the same with `model.image_encoder.fused=false` (PyTorch's conv, ReLU and pool: the "before");
 - `keras-masked`: the same model in Keras 3 / TensorFlow, `Embedding(mask_zero=True)` so the LSTM ends at the
-  last real token as vlfuse's packed LSTM does (the same function);
+  last real token as vlfuse's LSTM does (the same function);
 - `keras-padded`: Keras over the padded sequence, as most tutorials write it (a different function, often faster).
 
 Every contestant trains on the same rows (the arrays are exported from vlfuse's prepared training split) and is

@@ -64,6 +64,42 @@ def test_predict_missing_image_is_clear(trained_run, tmp_path):
     assert "nope.png" in proc.stderr
 
 
+def test_predict_on_a_current_export_runs_without_torch(trained_run, tmp_path):
+    """After `vlfuse export`, `vlfuse predict` answers from the ONNX graph without importing torch, with PyTorch's
+    answer; new weights make the export stale and predict goes back to PyTorch."""
+    import shutil
+
+    from easy_vqa import get_test_image_paths
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns("onnx"))
+    assert vlfuse("export", run).returncode == 0
+    image = get_test_image_paths()[3]
+    args = ["predict", str(run), "--image", image, "--text", "what color is the shape?", "--top-k", "5", "--json"]
+    code = ("import atexit, sys\n"
+            "atexit.register(lambda: print('torch loaded:', 'torch' in sys.modules, file=sys.stderr))\n"
+            f"sys.argv = ['vlfuse', *{args!r}]\n"
+            "from vlfuse.cli import main\n"
+            "main()\n")  # fmt: skip
+    fast = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert fast.returncode == 0, fast.stderr[-2000:]
+    assert "torch loaded: False" in fast.stderr
+    torch_answer = vlfuse(*args, "--backend", "torch")
+    assert torch_answer.returncode == 0, torch_answer.stderr[-2000:]
+    onnx, reference = json.loads(fast.stdout), json.loads(torch_answer.stdout)
+    assert [p["label"] for p in onnx] == [p["label"] for p in reference]
+    assert all(abs(a["probability"] - b["probability"]) < 1e-4 for a, b in zip(onnx, reference, strict=True))
+
+    (run / "model.safetensors").write_bytes((run / "model.safetensors").read_bytes())  # same bytes: still current
+    assert "torch loaded: False" in subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stderr
+    weights = run / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1  # other weights (the last byte of the last tensor): the export no longer matches them
+    weights.write_bytes(bytes(data))
+    stale = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert stale.returncode == 0 and "torch loaded: True" in stale.stderr, stale.stderr[-2000:]
+
+
 def test_train_unknown_key_is_clear(tmp_path):
     from tiny_configs import TINY_VQA
 

@@ -3,6 +3,8 @@ through the fusion zoo (`vlfuse.fusion`)."""
 
 from vlfuse.task import TaskInfo, register_task
 
+WEIGHTS = "model.safetensors"  # a run's weights (named here, light to import: the ONNX prediction path checks them)
+
 register_task(TaskInfo(
     name="classify",
     summary="image + text → labels (multiclass, binary, multilabel; VQA as answer classification)",
@@ -10,6 +12,6 @@ register_task(TaskInfo(
     run="vlfuse.classify.run:ClassifyRun",
     training="vlfuse.classify.task:ClassifyTask",
     operations=("evaluate", "robustness", "predict", "export", "serve"),
-    required_files=("labels.json", "model.safetensors"),
+    required_files=("labels.json", WEIGHTS),
     serve_as="predict",
 ))  # fmt: skip

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from vlfuse.classify import WEIGHTS
 from vlfuse.classify.config import ClassifyConfig
 from vlfuse.classify.evaluate import evaluate_split
 from vlfuse.data.images import load_image
@@ -29,7 +30,6 @@ from vlfuse.types import Batch
 
 log = logging.getLogger(__name__)
 
-WEIGHTS = "model.safetensors"
 
 
 @dataclass

@@ -11,13 +11,15 @@ import logging
 import unicodedata
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import torch
+import numpy as np
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-from torch import Tensor
 
 from vlfuse.errors import DataError
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 log = logging.getLogger(__name__)
 
@@ -185,6 +187,13 @@ class TextTokenizer:
         return self._tok.encode(self.clean(text), add_special_tokens=False).tokens
 
     def encode(self, rows: Sequence[Sequence[str]]) -> tuple[Tensor, Tensor]:
+        """`encode_arrays` as tensors: ids (N, L) long, mask (N, L) bool."""
+        import torch  # here, not at the top: the ONNX prediction path tokenizes without torch
+
+        ids, mask = self.encode_arrays(rows)
+        return torch.from_numpy(ids), torch.from_numpy(mask)
+
+    def encode_arrays(self, rows: Sequence[Sequence[str]]) -> tuple[np.ndarray, np.ndarray]:
         """Encode rows of text columns: columns joined with [SEP], truncated to max_length, right-padded.
 
         A row with no tokens at all (e.g. only punctuation) becomes a single [UNK], so no row is fully masked.
@@ -193,7 +202,7 @@ class TextTokenizer:
             rows: one list of column strings per row (a bare string counts as a one-column row).
 
         Returns:
-            ids: (N, L) long, L = max_length, padded with pad_id.
+            ids: (N, L) int64, L = max_length, padded with pad_id.
             mask: (N, L) bool, True for real tokens.
         """
         rows = [[r] if isinstance(r, str) else list(r) for r in rows]
@@ -218,7 +227,7 @@ class TextTokenizer:
                 seq = self._open + (seq[:room] or [self.unk_id]) + self._close
                 seq = padded[key] = seq + [self.pad_id] * (length - len(seq))
             out.append(seq)
-        ids = torch.tensor(out, dtype=torch.long).reshape(len(rows), length)  # (N, L)
+        ids = np.array(out, dtype=np.int64).reshape(len(rows), length)  # (N, L)
         mask = ids != self.pad_id  # (N, L)
         return ids, mask
 

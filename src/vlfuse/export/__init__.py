@@ -1,5 +1,2 @@
-"""Export a trained run for deployment (ONNX) and run the export with onnxruntime."""
-
-from vlfuse.export.onnx import ExportError, OnnxExportWrapper, export_onnx
-
-__all__ = ["ExportError", "OnnxExportWrapper", "export_onnx"]
+"""Export a trained run for deployment (ONNX: `onnx.py`, needs torch) and run the export with onnxruntime
+(`runtime.py`, without torch). Nothing is imported here, so the runtime side stays free of torch."""

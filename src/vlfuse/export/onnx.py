@@ -17,7 +17,6 @@ raw inputs into the tensors above and logits into labels) and `tokenizer.json`.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import platform
@@ -30,18 +29,23 @@ import torch
 from torch import Tensor, nn
 
 from vlfuse.atomic import atomic_write_text
-from vlfuse.classify.run import WEIGHTS, ClassifyRun
+from vlfuse.classify import WEIGHTS
+from vlfuse.classify.run import ClassifyRun
 from vlfuse.errors import VLFuseError
+from vlfuse.export.format import (
+    DIGEST_KEY,
+    FORMAT,
+    FORMAT_VERSION,
+    INT8_MODEL_FILE,
+    METADATA_FILE,
+    MODEL_FILE,
+    file_digest,
+)
 from vlfuse.model import MultimodalModel
 from vlfuse.types import Batch
 
 log = logging.getLogger(__name__)
 
-FORMAT = "vlfuse-onnx"
-FORMAT_VERSION = 1
-METADATA_FILE = "preprocess.json"
-MODEL_FILE = "model.onnx"
-INT8_MODEL_FILE = "model.int8.onnx"
 DEFAULT_OPSET = 17
 
 
@@ -144,30 +148,10 @@ def metadata(run: ClassifyRun, *, opset: int) -> dict[str, Any]:
         "model_config": run.cfg.model.model_dump(mode="json"),
         "metrics": run.metrics,
         "source_run": str(run.path.resolve()),
-        "source_weights_sha256": weights_digest(run),
+        DIGEST_KEY: file_digest(run.path / WEIGHTS),
         "opset": opset,
         "versions": {"torch": torch.__version__, "python": platform.python_version()},
     }
-
-
-def weights_digest(run: ClassifyRun) -> str | None:
-    """SHA-256 of the run's weights file (None for a run loaded without one): tells current exports from stale ones."""
-    weights = run.path / WEIGHTS
-    if not weights.is_file():
-        return None
-    with weights.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
-def export_is_current(run: ClassifyRun, export_dir: str | Path) -> bool:
-    """Whether `export_dir` holds a complete export made from the run's present weights."""
-    export_dir = Path(export_dir)
-    try:
-        meta = json.loads((export_dir / METADATA_FILE).read_text())
-    except (OSError, ValueError):
-        return False
-    digest = meta.get("source_weights_sha256")
-    return digest is not None and digest == weights_digest(run) and (export_dir / str(meta.get("model"))).is_file()
 
 
 def export_onnx(

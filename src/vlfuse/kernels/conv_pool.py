@@ -29,21 +29,22 @@ NO_GRADIENT = 255  # index value of a pooled cell whose maximum is ≤ 0
 
 @njit(parallel=True, cache=True)
 def _relu_pool_kernel(conv, pooled, which):  # pragma: no cover  (compiled; tested through the Function)
-    """conv (B, F, H', W') → pooled (B, F, h, w), max of each 2×2 window or 0 when that is ≤ 0, and which (B, F, h, w)
-    uint8: the window position (0..3, row-major) of the first maximum, or NO_GRADIENT."""
+    """conv (B, H', W', F) channels-last → pooled (B, F, h, w), max of each 2×2 window or 0 when that is ≤ 0, and
+    which (B, F, h, w) uint8: the window position (0..3, row-major) of the first maximum, or NO_GRADIENT."""
     batch, filters, rows, cols = pooled.shape
-    for task in prange(batch * filters):
-        b, f = task // filters, task % filters
-        for i in range(rows):
-            top, bottom = conv[b, f, 2 * i], conv[b, f, 2 * i + 1]  # (W',) each
-            for j in range(cols):
-                best, first = top[2 * j], 0
-                if top[2 * j + 1] > best:  # strict: the first maximum wins, as in max_pool2d
-                    best, first = top[2 * j + 1], 1
-                if bottom[2 * j] > best:
-                    best, first = bottom[2 * j], 2
-                if bottom[2 * j + 1] > best:
-                    best, first = bottom[2 * j + 1], 3
+    for task in prange(batch * rows):
+        b, i = task // rows, task % rows
+        top, bottom = conv[b, 2 * i], conv[b, 2 * i + 1]  # (W', F) each
+        for j in range(cols):
+            a, c, d, e = top[2 * j], top[2 * j + 1], bottom[2 * j], bottom[2 * j + 1]  # (F,) each, contiguous
+            for f in range(filters):
+                best, first = a[f], 0
+                if c[f] > best:  # strict: the first maximum wins, as in max_pool2d
+                    best, first = c[f], 1
+                if d[f] > best:
+                    best, first = d[f], 2
+                if e[f] > best:
+                    best, first = e[f], 3
                 if best > 0:
                     pooled[b, f, i, j], which[b, f, i, j] = best, first
                 else:
@@ -90,11 +91,15 @@ class ConvReluPool(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:  # type: ignore[override]
         x = x.contiguous()  # (B, C, H, W)
-        conv = torch.nn.functional.conv2d(x, weight.detach(), bias.detach()).contiguous()  # (B, F, H-2, W-2)
+        # channels-last: oneDNN's direct kernel for this shape (on a 2-core AVX-512 machine 1.7 vs 15 ms for
+        # (32, 3, 64, 64) → (32, 32, 62, 62) in NCHW), and each pooling window reads contiguous filter vectors
+        image = x.contiguous(memory_format=torch.channels_last)
+        conv = torch.nn.functional.conv2d(image, weight.detach(), bias.detach())  # (B, F, H-2, W-2), channels-last
+        nhwc = conv.permute(0, 2, 3, 1).contiguous()  # (B, H-2, W-2, F): a view, unless the layout was not kept
         rows, cols = conv.shape[2] // 2, conv.shape[3] // 2
         pooled = x.new_empty(x.shape[0], weight.shape[0], rows, cols)  # (B, F, h, w)
         which = torch.empty(pooled.shape, dtype=torch.uint8)  # (B, F, h, w)
-        _relu_pool_kernel(conv.numpy(), pooled.numpy(), which.numpy())
+        _relu_pool_kernel(nhwc.numpy(), pooled.numpy(), which.numpy())
         ctx.save_for_backward(x, which)
         ctx.weight_shape = weight.shape
         return pooled

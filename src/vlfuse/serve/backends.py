@@ -117,7 +117,7 @@ class OnnxPredictor:
         self.backend = "onnx-int8" if int8 else "onnx"
         self.path = self.model.path
         self.label_names = self.model.label_names
-        self.objective = self.model.objective.kind
+        self.objective = self.model.objective
         self.reads_image = self.model.reads_image
         self.reads_text = self.model.reads_text
         self.missing_modalities = self.model.missing_modalities
@@ -158,7 +158,9 @@ def load_predictor(path: str | Path | RunRef, backend: str = "auto") -> Predicto
 
 def auto_predictor(path: str | Path | RunRef) -> Predictor:
     """onnxruntime on an export made from the run's current weights (exporting it on first use), else PyTorch."""
-    from vlfuse.export.onnx import export_is_current, export_onnx
+    from vlfuse.classify import WEIGHTS
+    from vlfuse.export.format import export_is_current
+    from vlfuse.export.onnx import export_onnx
 
     try:
         ref = resolve_run(path)
@@ -170,7 +172,7 @@ def auto_predictor(path: str | Path | RunRef) -> Predictor:
     if "export" not in ref.task.operations:
         return TorchPredictor(run, why=f"'{ref.task.name}' runs have no ONNX export")
     export_dir = ref.path / "onnx"
-    if export_is_current(run, export_dir):
+    if export_is_current(export_dir, ref.path / WEIGHTS):
         return OnnxPredictor(export_dir, why=f"the export in {export_dir} matches the run's weights")
     try:
         export_onnx(run, export_dir)

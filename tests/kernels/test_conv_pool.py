@@ -51,8 +51,6 @@ def test_falls_back_to_pytorch_where_the_kernel_does_not_apply():
     assert fused_applies(x, conv.weight)
     assert not fused_applies(x.requires_grad_(), conv.weight)  # attributions want the image's gradient
     assert not fused_applies(x.detach().double(), conv.weight.double())
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        assert not fused_applies(x.detach(), conv.weight)
     out = conv_relu_pool(x, conv)  # requires_grad: PyTorch's operators, with the image's gradient
     out.sum().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
@@ -69,3 +67,21 @@ def test_seed_cnn_fused_and_unfused_agree():
     a, b = fused(x), plain(x)
     assert a.pooled.shape == (5, fused.out_dim) and a.tokens.shape == (5, 15 * 15, 32)
     assert close(a.pooled, b.pooled) and close(a.tokens, b.tokens)
+
+
+def test_under_bf16_autocast_the_kernel_computes_in_fp32():
+    """Autocast leaves this layer in fp32 (it is memory-bound: fp32 is the faster one here), so the result and the
+    gradients are the fp32 ones, not bf16's."""
+    torch.manual_seed(1)
+    conv = nn.Conv2d(3, 32, 3)
+    x = torch.rand(4, 3, 18, 18)
+    grad = torch.randn(4, 32, 8, 8)
+    expected, _, (ew, eb), _ = reference_and_fused(x, conv, grad)
+    ew, eb = ew.clone(), eb.clone()
+    conv.zero_grad()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert fused_applies(x, conv.weight)
+        got = conv_relu_pool(x, conv)
+        assert got.dtype == torch.float32
+        got.backward(grad)
+    assert close(got, expected) and close(conv.weight.grad, ew) and close(conv.bias.grad, eb)

@@ -189,7 +189,6 @@ def export_onnx(
                           f"yet — found {packed[0]}; seed_lstm, bow and transformer export")  # fmt: skip
     out = Path(out_dir) if out_dir is not None else run.path / "onnx"
     out.mkdir(parents=True, exist_ok=True)
-    (out / METADATA_FILE).unlink(missing_ok=True)  # until the new one is complete, the folder holds no export
     model = run.model.cpu().eval()
     wrapper = OnnxExportWrapper(model).eval()
     inputs = example_inputs(run, batch_size=3)
@@ -219,6 +218,9 @@ def export_onnx(
                 f"the exported graph differs from the PyTorch model by {diff:.2e} (max |logit difference|) on a "
                 f"verification batch; expected at most {verify_atol:.0e}"
             )
+        # verified: from here until the new preprocess.json is written the folder holds no export (a failed export
+        # above leaves a previous one untouched)
+        (out / METADATA_FILE).unlink(missing_ok=True)
         tmp_path.replace(onnx_path)
     except ExportError:
         raise

@@ -69,14 +69,17 @@ def threads_for(load: float, cores: int) -> int:
 
 
 def set_threads(threads: int) -> None:
-    """Set the intra-op threads of torch and, when it is loaded, of numba's kernels."""
+    """Set the intra-op threads of numba's kernels (when numba is loaded) and of torch.
+
+    numba first: its first `set_num_threads` launches its OpenMP layer, which shares the process's OpenMP runtime
+    with torch and resets that runtime's thread count to all cores (found when a 1-thread run trained on 2)."""
     import sys
 
     import torch
 
-    torch.set_num_threads(threads)
     if "numba" in sys.modules:
         sys.modules["numba"].set_num_threads(min(threads, sys.modules["numba"].config.NUMBA_NUM_THREADS))
+    torch.set_num_threads(threads)
 
 
 def choose_threads(requested: int | None = None, *, share: int = 1) -> tuple[int, str]:

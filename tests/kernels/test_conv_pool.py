@@ -1,5 +1,8 @@
 """The fused conv → ReLU → max-pool kernel computes what PyTorch's three operators compute, gradients included."""
 
+import subprocess
+import sys
+
 import pytest
 import torch
 from torch import nn
@@ -85,3 +88,22 @@ def test_under_bf16_autocast_the_kernel_computes_in_fp32():
         assert got.dtype == torch.float32
         got.backward(grad)
     assert close(got, expected) and close(conv.weight.grad, ew) and close(conv.bias.grad, eb)
+
+
+def test_loading_the_kernels_keeps_the_thread_count():
+    """numba's OpenMP layer, once launched, shares the OpenMP runtime with torch; launching it must not reset the
+    thread count a run chose (it did: a 1-thread training ran on 2 threads and lost its bit-identical resume)."""
+    code = (
+        "import torch\n"
+        "torch.set_num_threads(1)\n"
+        "from vlfuse.kernels.conv_pool import conv_relu_pool\n"
+        "conv = torch.nn.Conv2d(3, 8, 3)\n"
+        "conv_relu_pool(torch.rand(2, 3, 10, 10), conv).sum().backward()\n"
+        "from vlfuse.threads import set_threads\n"
+        "assert torch.get_num_threads() == 1, torch.get_num_threads()\n"
+        "set_threads(1)\n"
+        "assert torch.get_num_threads() == 1, torch.get_num_threads()\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "ok" in done.stdout, done.stderr[-2000:]

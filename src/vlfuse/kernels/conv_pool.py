@@ -23,10 +23,21 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from numba import get_num_threads, njit, prange
+from numba import config, get_num_threads, njit, prange, set_num_threads
 from torch import Tensor
 
 NO_GRADIENT = 255  # index value of a pooled cell whose maximum is ≤ 0
+
+
+def _launch_numba_threads() -> None:
+    """Start numba's thread pool now, keeping torch's thread count: numba's OpenMP layer shares the process's OpenMP
+    runtime with torch, and launching it (on its first parallel call) resets that runtime to all cores."""
+    threads = torch.get_num_threads()
+    set_num_threads(min(threads, config.NUMBA_NUM_THREADS))
+    torch.set_num_threads(threads)
+
+
+_launch_numba_threads()
 
 
 @njit(parallel=True, cache=True)

@@ -94,7 +94,7 @@ def main() -> None:
     from vlfuse.threads import configure_threads
     from vlfuse.train.precision import native_bf16
 
-    threads = configure_threads()
+    threads, _ = configure_threads()
     peaks = {"fp32": matmul_peak(torch.float32, 1024), "bf16": matmul_peak(torch.bfloat16, 512)}
     native, native_why = native_bf16(torch.device("cpu"))
     step = bridge_step(args.config, args.steps)

@@ -14,6 +14,16 @@ def vlfuse(*args, cwd=None, timeout=300):
     )
 
 
+def vlfuse_reporting_torch(*args, timeout=120):
+    """`vlfuse ARGS` in a fresh interpreter that says on stderr, as it exits, whether torch was imported."""
+    code = ("import atexit, sys\n"
+            "atexit.register(lambda: print('torch loaded:', 'torch' in sys.modules, file=sys.stderr))\n"
+            f"sys.argv = ['vlfuse', *{list(map(str, args))!r}]\n"
+            "from vlfuse.cli import main\n"
+            "main()\n")  # fmt: skip
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
+
+
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     from tiny_configs import TINY_VQA
@@ -76,12 +86,7 @@ def test_predict_on_a_current_export_runs_without_torch(trained_run, tmp_path):
     assert vlfuse("export", run).returncode == 0
     image = get_test_image_paths()[3]
     args = ["predict", str(run), "--image", image, "--text", "what color is the shape?", "--top-k", "5", "--json"]
-    code = ("import atexit, sys\n"
-            "atexit.register(lambda: print('torch loaded:', 'torch' in sys.modules, file=sys.stderr))\n"
-            f"sys.argv = ['vlfuse', *{args!r}]\n"
-            "from vlfuse.cli import main\n"
-            "main()\n")  # fmt: skip
-    fast = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    fast = vlfuse_reporting_torch(*args)
     assert fast.returncode == 0, fast.stderr[-2000:]
     assert "torch loaded: False" in fast.stderr
     torch_answer = vlfuse(*args, "--backend", "torch")
@@ -91,12 +96,12 @@ def test_predict_on_a_current_export_runs_without_torch(trained_run, tmp_path):
     assert all(abs(a["probability"] - b["probability"]) < 1e-4 for a, b in zip(onnx, reference, strict=True))
 
     (run / "model.safetensors").write_bytes((run / "model.safetensors").read_bytes())  # same bytes: still current
-    assert "torch loaded: False" in subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stderr
+    assert "torch loaded: False" in vlfuse_reporting_torch(*args).stderr
     weights = run / "model.safetensors"
     data = bytearray(weights.read_bytes())
     data[-1] ^= 1  # other weights (the last byte of the last tensor): the export no longer matches them
     weights.write_bytes(bytes(data))
-    stale = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    stale = vlfuse_reporting_torch(*args)
     assert stale.returncode == 0 and "torch loaded: True" in stale.stderr, stale.stderr[-2000:]
 
 
@@ -121,14 +126,9 @@ def test_list_shows_registries():
 def test_light_commands_start_without_torch(command):
     """`vlfuse --help` and `vlfuse list` name every component and dataset without importing torch (the start-up cost
     of the command line is torch's import)."""
-    code = ("import atexit, sys\n"
-            "atexit.register(lambda: print('torch loaded:', 'torch' in sys.modules))\n"
-            f"sys.argv = ['vlfuse', *{command!r}]\n"
-            "from vlfuse.cli import main\n"
-            "main()\n")  # fmt: skip
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    proc = vlfuse_reporting_torch(*command, timeout=60)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "torch loaded: False" in proc.stdout
+    assert "torch loaded: False" in proc.stderr
     if command == ["list"]:
         assert "seed_cnn" in proc.stdout and "tuxpaint" in proc.stdout and "photo" in proc.stdout
 

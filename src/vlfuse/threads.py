@@ -82,9 +82,14 @@ def set_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
+def _cores(share: int) -> int:
+    """This process's share of its cores, when it is one of `share` processes splitting them."""
+    return max(1, available_cores() // share)
+
+
 def choose_threads(requested: int | None = None, *, share: int = 1) -> tuple[int, str]:
     """(threads, why) for a process that is one of `share` on this machine; `requested` wins when given."""
-    cores = max(1, available_cores() // share)
+    cores = _cores(share)
     if requested is not None:
         return requested, f"set to {requested}"
     before = read_cpu()
@@ -94,12 +99,12 @@ def choose_threads(requested: int | None = None, *, share: int = 1) -> tuple[int
     return threads, f"{threads} of {cores} core(s): other processes used {load:.1f} core(s)"
 
 
-def configure_threads(requested: int | None = None, *, share: int = 1) -> int:
-    """Choose and set the thread count (see `choose_threads`); logs why. Returns the count."""
+def configure_threads(requested: int | None = None, *, share: int = 1) -> tuple[int, str]:
+    """Choose and set the thread count (see `choose_threads`); logs why. Returns (threads, why)."""
     threads, why = choose_threads(requested, share=share)
     set_threads(threads)
     log.info("threads: %s", why)
-    return threads
+    return threads, why
 
 
 class ThreadWatch:
@@ -110,7 +115,7 @@ class ThreadWatch:
 
     def __init__(self, threads: int, *, share: int = 1, every: float = RECHECK_SECONDS) -> None:
         self.threads = threads
-        self.cores = max(1, available_cores() // share)
+        self.cores = _cores(share)
         self.every = every
         self.last = read_cpu()
         self.changes: list[tuple[float, int, float]] = []  # (wall time, new threads, others' load)

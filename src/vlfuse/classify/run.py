@@ -17,6 +17,7 @@ import torch
 from vlfuse.classify import WEIGHTS
 from vlfuse.classify.config import ClassifyConfig
 from vlfuse.classify.evaluate import evaluate_split
+from vlfuse.classify.inputs import check_inputs
 from vlfuse.data.images import load_image
 from vlfuse.data.prepare import prepare_data
 from vlfuse.data.splits import SplitData
@@ -103,28 +104,16 @@ class ClassifyRun:
         placeholders = getattr(self.model, "placeholders", None)
         has_image = [im is not None for im in images] if images is not None else [False] * n
         has_text = [t is not None for t in texts] if texts is not None else [False] * n
+        reads_image, reads_text = self.model.image_encoder is not None, self.model.text_encoder is not None
+        missing = check_inputs(has_image, has_text, texts, reads_image=reads_image, reads_text=reads_text,
+                               placeholders=placeholders is not None)  # fmt: skip
         image = text_ids = text_mask = image_present = text_present = None
-        missing = []
-        if self.model.image_encoder is not None:
-            if not all(has_image):
-                if placeholders is None:
-                    raise ValueError("this model needs an image (--image PATH)")
-                missing.append("image")
-            if any(has_image):
-                image = self.preprocess(torch.stack([self._pixels(im) for im in images]))  # (B, C, H, W)
-                image_present = None if all(has_image) else torch.tensor(has_image)  # (B,)
-        if self.model.text_encoder is not None:
-            if not all(has_text):
-                if placeholders is None:
-                    raise ValueError("this model needs a non-empty text (--text '...')")
-                missing.append("text")
-            if any(not str(t).strip() for t in texts or [] if t is not None):
-                raise ValueError("empty text: give a non-empty text (--text '...'), or leave the text out")
-            if any(has_text):
-                text_ids, text_mask = self.tokenizer.encode([[t or ""] for t in texts])  # (B, L), (B, L)
-                text_present = None if all(has_text) else torch.tensor(has_text)  # (B,)
-        if placeholders is not None and not all(i or t for i, t in zip(has_image, has_text, strict=True)):
-            raise ValueError("every input needs an image, a text or both")
+        if reads_image and any(has_image):
+            image = self.preprocess(torch.stack([self._pixels(im) for im in images]))  # (B, C, H, W)
+            image_present = None if all(has_image) else torch.tensor(has_image)  # (B,)
+        if reads_text and any(has_text):
+            text_ids, text_mask = self.tokenizer.encode([[t or ""] for t in texts])  # (B, L), (B, L)
+            text_present = None if all(has_text) else torch.tensor(has_text)  # (B,)
         unwarned = [m for m in missing if m not in self._warned_untrained]
         if unwarned and placeholders is not None and not placeholders.learned:
             self._warned_untrained.update(unwarned)

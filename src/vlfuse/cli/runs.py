@@ -178,14 +178,14 @@ def predict(
 
 def _predict_onnx(run: Path, image: Path | None, text: str | None, top_k: int) -> list[tuple[str, float]] | None:
     """Top-k from the run's ONNX export when one exists that was made from the run's present weights, else None."""
-    from vlfuse.classify import WEIGHTS
-    from vlfuse.export.format import export_is_current
+    from vlfuse.export.format import current_export
 
-    if not export_is_current(run / "onnx", run / WEIGHTS):
+    export_dir = current_export(run)
+    if export_dir is None:
         return None
     from vlfuse.export.runtime import OnnxModel
 
-    return OnnxModel(run / "onnx", threads=1).predict(image, text, top_k=top_k)  # one row: one thread starts fastest
+    return OnnxModel(export_dir, threads=1).predict(image, text, top_k=top_k)  # one row: one thread starts fastest
 
 
 @app.command("list")

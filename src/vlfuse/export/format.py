@@ -7,12 +7,15 @@ import hashlib
 import json
 from pathlib import Path
 
+from vlfuse.classify import WEIGHTS
+
 FORMAT = "vlfuse-onnx"
 FORMAT_VERSION = 1
 METADATA_FILE = "preprocess.json"
 MODEL_FILE = "model.onnx"
 INT8_MODEL_FILE = "model.int8.onnx"
 DIGEST_KEY = "source_weights_sha256"
+RUN_EXPORT_DIR = "onnx"  # a run's default export folder, `<run>/onnx`
 
 
 def file_digest(path: str | Path) -> str | None:
@@ -34,3 +37,9 @@ def export_is_current(export_dir: str | Path, weights: str | Path) -> bool:
     digest = meta.get(DIGEST_KEY) if isinstance(meta, dict) else None
     model = export_dir / str(meta.get("model")) if isinstance(meta, dict) else None
     return digest is not None and digest == file_digest(weights) and model is not None and model.is_file()
+
+
+def current_export(run_dir: str | Path) -> Path | None:
+    """`<run_dir>/onnx` when it holds an export made from the run's present weights, else None."""
+    export_dir = Path(run_dir) / RUN_EXPORT_DIR
+    return export_dir if export_is_current(export_dir, Path(run_dir) / WEIGHTS) else None

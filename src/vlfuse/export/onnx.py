@@ -39,6 +39,7 @@ from vlfuse.export.format import (
     INT8_MODEL_FILE,
     METADATA_FILE,
     MODEL_FILE,
+    RUN_EXPORT_DIR,
     file_digest,
 )
 from vlfuse.model import MultimodalModel
@@ -187,7 +188,7 @@ def export_onnx(
     if packed:  # packed sequences, which the TorchScript ONNX exporter cannot trace
         raise ExportError(f"run '{run.path}': ONNX export does not support the gru text encoder (packed sequences) "
                           f"yet — found {packed[0]}; seed_lstm, bow and transformer export")  # fmt: skip
-    out = Path(out_dir) if out_dir is not None else run.path / "onnx"
+    out = Path(out_dir) if out_dir is not None else run.path / RUN_EXPORT_DIR
     out.mkdir(parents=True, exist_ok=True)
     model = run.model.cpu().eval()
     wrapper = OnnxExportWrapper(model).eval()

@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from vlfuse.classify.inputs import check_inputs
 from vlfuse.data.pixels import load_pixels
 from vlfuse.data.text import TextTokenizer
 from vlfuse.errors import CheckpointError
-from vlfuse.export.format import FORMAT, METADATA_FILE
+from vlfuse.export.format import FORMAT, METADATA_FILE, RUN_EXPORT_DIR
 from vlfuse.threads import available_cores
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 def find_export_dir(path: str | Path) -> Path:
     """`path` itself when it holds an export, else `<path>/onnx` (the default export folder of a run)."""
     path = Path(path)
-    for candidate in (path, path / "onnx"):
+    for candidate in (path, path / RUN_EXPORT_DIR):
         if (candidate / METADATA_FILE).is_file():
             return candidate
     raise CheckpointError(
@@ -137,17 +138,12 @@ class OnnxModel:
         """
         if image is None and text is None:
             raise ValueError("no inputs: give an image (--image PATH), a text (--text '...') or both")
-        if text is not None and not text.strip():
-            raise ValueError("empty text: give a non-empty text (--text '...'), or leave the text out")
-        if not self.missing_modalities:
-            if self.reads_image and image is None:
-                raise ValueError("this model needs an image (--image PATH)")
-            if self.reads_text and text is None:
-                raise ValueError("this model needs a non-empty text (--text '...')")
+        check_inputs([image is not None], [text is not None], [text], reads_image=self.reads_image,
+                     reads_text=self.reads_text, placeholders=self.missing_modalities)  # fmt: skip
         pixels = None
         if image is not None and self.reads_image:
             spec = self.meta["image"]
-            pixels = load_pixels(image, size=spec["size"], channels=spec["channels"], fit=spec.get("fit", "stretch"))
+            pixels = load_pixels(image, size=spec["size"], channels=spec["channels"])  # (C, S, S), as ClassifyRun
         probs = self.probabilities([pixels], [text])[0]  # (K,)
         order = np.argsort(-probs, kind="stable")[: min(top_k, len(probs))]
         return [(self.label_names[i], float(probs[i])) for i in order]

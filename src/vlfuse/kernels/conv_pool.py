@@ -23,21 +23,16 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from numba import config, get_num_threads, njit, prange, set_num_threads
+from numba import get_num_threads, njit, prange
 from torch import Tensor
+
+from vlfuse.threads import set_threads
 
 NO_GRADIENT = 255  # index value of a pooled cell whose maximum is ≤ 0
 
-
-def _launch_numba_threads() -> None:
-    """Start numba's thread pool now, keeping torch's thread count: numba's OpenMP layer shares the process's OpenMP
-    runtime with torch, and launching it (on its first parallel call) resets that runtime to all cores."""
-    threads = torch.get_num_threads()
-    set_num_threads(min(threads, config.NUMBA_NUM_THREADS))
-    torch.set_num_threads(threads)
-
-
-_launch_numba_threads()
+# launch numba's thread pool now, keeping torch's thread count (launching it on the first parallel call would reset
+# the OpenMP runtime it shares with torch to all cores; `set_threads` sets numba first, then torch)
+set_threads(torch.get_num_threads())
 
 
 @njit(parallel=True, cache=True)

@@ -158,8 +158,7 @@ def load_predictor(path: str | Path | RunRef, backend: str = "auto") -> Predicto
 
 def auto_predictor(path: str | Path | RunRef) -> Predictor:
     """onnxruntime on an export made from the run's current weights (exporting it on first use), else PyTorch."""
-    from vlfuse.classify import WEIGHTS
-    from vlfuse.export.format import export_is_current
+    from vlfuse.export.format import RUN_EXPORT_DIR, current_export
     from vlfuse.export.onnx import export_onnx
 
     try:
@@ -168,12 +167,13 @@ def auto_predictor(path: str | Path | RunRef) -> Predictor:
         if isinstance(path, RunRef):
             raise
         return OnnxPredictor(path, why="an ONNX export folder")  # not a run: an export, or its loader says why not
-    run = load_run_for(ref, "predict")
     if "export" not in ref.task.operations:
-        return TorchPredictor(run, why=f"'{ref.task.name}' runs have no ONNX export")
-    export_dir = ref.path / "onnx"
-    if export_is_current(export_dir, ref.path / WEIGHTS):
+        return TorchPredictor(load_run_for(ref, "predict"), why=f"'{ref.task.name}' runs have no ONNX export")
+    ref.task.require("predict", ref.path)
+    export_dir = current_export(ref.path)
+    if export_dir is not None:  # the PyTorch model is not needed at all
         return OnnxPredictor(export_dir, why=f"the export in {export_dir} matches the run's weights")
+    export_dir, run = ref.path / RUN_EXPORT_DIR, load_run_for(ref, "predict")
     try:
         export_onnx(run, export_dir)
     except (VLFuseError, OSError) as err:  # ExportError (no ONNX form, parity failed), or a read-only run directory

@@ -27,7 +27,7 @@ from torch import nn
 from vlfuse.config import TrainConfig, save_config
 from vlfuse.errors import ConfigError
 from vlfuse.task import get_task
-from vlfuse.threads import choose_threads, set_threads
+from vlfuse.threads import configure_threads
 from vlfuse.train.checkpoint import claim_run_dir, load_model_weights, recover_interrupted_writes
 from vlfuse.train.distributed import DistContext, init_distributed, shutdown_distributed
 from vlfuse.train.precision import resolve_precision
@@ -178,9 +178,7 @@ def run_training(
                 log.warning("%s holds no checkpoint yet (it was interrupted before its first epoch ended): "
                             "training it from the beginning", run_dir)  # fmt: skip
             resume = False
-        threads, threads_reason = choose_threads(cfg.train.threads, share=dist_ctx.world_size)
-        set_threads(threads)
-        log.info("threads: %s", threads_reason)
+        threads, threads_reason = configure_threads(cfg.train.threads, share=dist_ctx.world_size)
         if dist_ctx.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
         task = task_class(cfg, RunContext(run_dir, device, dist_ctx, resume))

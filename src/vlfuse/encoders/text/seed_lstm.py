@@ -56,7 +56,7 @@ class SeedLSTMEncoder(nn.Module):
         x = self.embed(ids[:, :steps])  # (B, S, 32)
         state = x.new_zeros(1, ids.shape[0], self.hidden)  # (1, B, 64): LSTM's default, explicit so ONNX keeps B free
         out, _ = self.lstm(x, (state, state))  # (B, S, 64)
-        last = (lengths.clamp(min=1) - 1).clamp(max=steps - 1)  # (B,) rows without tokens read step 0, zeroed below
+        last = lengths.clamp(min=1) - 1  # (B,) rows without tokens read step 0, zeroed below
         at_last = last.view(-1, 1, 1).expand(-1, 1, self.hidden)  # (B, 1, 64)
         pooled = out.gather(1, at_last).squeeze(1) * (lengths > 0).unsqueeze(-1)  # (B, 64)
         tokens = F.pad(out, (0, 0, 0, ids.shape[1] - steps)) * mask.unsqueeze(-1)  # (B, L, 64)

@@ -62,6 +62,18 @@ class MultimodalModel(nn.Module):
         self.modality_dropout = modality_dropout
 
     def forward(self, batch: Batch) -> Tensor:
+        image, text = self.encode(batch)  # per row: tokens (B, N, D) / (B, L, D), pooled (B, D); None: not read
+        return self.fuse(image, text)  # (B, K)
+
+    def fuse(self, image: EncoderOutput | None, text: EncoderOutput | None) -> Tensor:
+        """Per-row encoder outputs → logits (B, K): the fusion, then the head."""
+        fused = self.fusion(image, text)  # (B, F)
+        return self.head(fused)  # (B, K)
+
+    def encode(self, batch: Batch) -> tuple[EncoderOutput | None, EncoderOutput | None]:
+        """The per-row (image, text) encoder outputs the fusion reads, placeholders filled in where a row lacks one;
+        None for a modality the model does not read. `fuse` of them is `forward(batch)` — kept apart so pairs of rows
+        can be recombined without re-running the encoders (`vlfuse.explain.emap`)."""
         image_present, text_present = self._presence(batch)  # (B,) bool each, or None: every row has it
         image = text = None
         if self.image_encoder is not None:
@@ -83,8 +95,7 @@ class MultimodalModel(nn.Module):
                 text = self.text_encoder(batch.text_ids, batch.text_mask)  # tokens (B, L, D), pooled (B, D)
                 if text_present is not None:
                     text = self.placeholders.fill("text", text, text_present)
-        fused = self.fusion(image, text)  # (B, F)
-        return self.head(fused)  # (B, K)
+        return image, text
 
     def _presence(self, batch: Batch) -> tuple[Tensor | None, Tensor | None]:
         """Per-row presence masks from the batch."""

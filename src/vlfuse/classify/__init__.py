@@ -11,7 +11,7 @@ register_task(TaskInfo(
     config="vlfuse.classify.config:ClassifyConfig",
     run="vlfuse.classify.run:ClassifyRun",
     training="vlfuse.classify.task:ClassifyTask",
-    operations=("evaluate", "robustness", "predict", "export", "serve"),
+    operations=("evaluate", "robustness", "explain", "predict", "export", "serve"),
     required_files=("labels.json", WEIGHTS),
     serve_as="predict",
 ))  # fmt: skip

@@ -109,7 +109,7 @@ class ClassifyRun:
                                placeholders=placeholders is not None)  # fmt: skip
         image = text_ids = text_mask = image_present = text_present = None
         if reads_image and any(has_image):
-            image = self.preprocess(torch.stack([self._pixels(im) for im in images]))  # (B, C, H, W)
+            image = self.preprocess(torch.stack([self.load_pixels(im) for im in images]))  # (B, C, H, W)
             image_present = None if all(has_image) else torch.tensor(has_image)  # (B,)
         if reads_text and any(has_text):
             text_ids, text_mask = self.tokenizer.encode([[t or ""] for t in texts])  # (B, L), (B, L)
@@ -126,7 +126,7 @@ class ClassifyRun:
         return Batch(image=image, text_ids=text_ids, text_mask=text_mask, image_present=image_present,
                      text_present=text_present)  # fmt: skip
 
-    def _pixels(self, image: str | Path | torch.Tensor | None) -> torch.Tensor:
+    def load_pixels(self, image: str | Path | torch.Tensor | None) -> torch.Tensor:
         """One input image as (C, H, W) uint8 at the run's size; zeros for a missing one (the model ignores them)."""
         size, channels = self.cfg.data.image_size, self.cfg.data.channels
         if image is None:

@@ -95,8 +95,16 @@ def evaluate(
         str | None,
         typer.Option(help="bridge runs: comma-separated test objectives to score (vqa, caption; default both)"),
     ] = None,
+    modality_share: Annotated[
+        bool, typer.Option("--modality-share", help="classify runs: image-vs-text Shapley shares over the split")
+    ] = False,
+    emap: Annotated[
+        bool, typer.Option("--emap", help="classify runs: accuracy of the model vs its best additive projection")
+    ] = False,
+    limit: Annotated[int | None, typer.Option(min=1, help="--modality-share / --emap: at most this many rows")] = None,
 ) -> None:
-    """Score a trained run on a split of its data (--robustness: with missing and corrupted inputs).
+    """Score a trained run on a split of its data (--robustness: with missing and corrupted inputs; --modality-share,
+    --emap: how much each modality, and their interaction, drive the predictions).
 
     A bridge run is scored on its test split (generated answers and captions); its metrics.json and report are
     updated (--objectives vqa,caption picks which).
@@ -109,6 +117,24 @@ def evaluate(
     if robustness:
         ref.task.require("robustness", run)
         _print_robustness(load_run(ref), split, json_)
+        return
+    if modality_share or emap:
+        from vlfuse.cli import explain as reports
+
+        ref.task.require("explain", run)
+        loaded = load_run(ref)
+        found = {}
+        if modality_share:
+            found["modality_share"] = reports.modality_share_report(loaded, split, limit)
+        if emap:
+            found["emap"] = reports.emap_report(loaded, split, limit)
+        if json_:
+            console.print_json(json.dumps(found))
+            return
+        if modality_share:
+            reports.print_modality_share(found["modality_share"])
+        if emap:
+            reports.print_emap(found["emap"])
         return
     ref.task.require("evaluate", run)
     loaded = load_run(ref)

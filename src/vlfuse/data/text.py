@@ -186,6 +186,10 @@ class TextTokenizer:
         """The tokens of one cleaned string (for inspection and reports)."""
         return self._tok.encode(self.clean(text), add_special_tokens=False).tokens
 
+    def token_strings(self, ids: Sequence[int]) -> list[str]:
+        """The vocabulary entry of each id (for explanations and reports)."""
+        return [self._tok.id_to_token(int(i)) or "?" for i in ids]
+
     def encode(self, rows: Sequence[Sequence[str]]) -> tuple[Tensor, Tensor]:
         """`encode_arrays` as tensors: ids (N, L) long, mask (N, L) bool."""
         import torch  # here, not at the top: the ONNX prediction path tokenizes without torch

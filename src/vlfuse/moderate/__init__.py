@@ -10,7 +10,7 @@ register_task(TaskInfo(
     config="vlfuse.moderate.config:ModerateConfig",
     run="vlfuse.moderate.run:ModerateRun",
     training="vlfuse.moderate.task:ModerateTask",
-    operations=("evaluate", "predict", "moderate", "serve"),
+    operations=("evaluate", "explain", "predict", "moderate", "serve"),
     required_files=("labels.json", "model.safetensors", "moderation.json"),
     serve_as="predict",
 ))  # fmt: skip

@@ -1,0 +1,64 @@
+"""Modality shares over a split: the exact two-player Shapley value of image vs text for every row, summarised."""
+
+from __future__ import annotations
+
+import statistics
+
+import torch
+from torch import nn
+
+from vlfuse.data.loader import BatchLoader
+from vlfuse.data.splits import SplitData
+from vlfuse.data.transforms import ImagePreprocessor
+from vlfuse.explain.modality import modality_shapley
+from vlfuse.objective import Objective
+
+
+@torch.inference_mode()
+def modality_shares(
+    model: nn.Module, objective: Objective, split: SplitData, preprocess: ImagePreprocessor, *, unk_id: int,
+    batch_size: int = 256, limit: int | None = None, seed: int = 0,
+) -> dict[str, torch.Tensor]:  # fmt: skip
+    """Per row (all rows, or `limit` rows drawn at random with `seed`, in row order): image_share, phi_image,
+    phi_text of the predicted label, and the row's true label index (multiclass / binary) as `label`."""
+    device = next(model.parameters()).device
+    n = len(split.labels) if limit is None else min(limit, len(split.labels))
+    chosen = torch.randperm(len(split.labels), generator=torch.Generator().manual_seed(seed))[:n].sort().values
+    sub = split.subset(chosen) if n < len(split.labels) else split
+    loader = BatchLoader(sub, preprocess, batch_size=batch_size, shuffle=False, group_by_image=True)
+    out = {k: torch.empty(n) for k in ("image_share", "phi_image", "phi_text")}
+    out["label"] = torch.empty(n, dtype=torch.long)
+    for batch in loader:
+        batch = batch.to(device)
+        target = objective.probabilities(model(batch).float()).argmax(-1)  # (B,) the predicted label
+        values = modality_shapley(model, objective, batch, target, unk_id=unk_id)
+        rows = batch.index.cpu()
+        out["image_share"][rows] = values.image_share.cpu()
+        out["phi_image"][rows] = values.image.cpu()
+        out["phi_text"][rows] = values.text.cpu()
+        labels = batch.label.cpu()
+        out["label"][rows] = labels.long() if labels.dim() == 1 else labels.argmax(-1)
+    return out
+
+
+def summarize_shares(shares: torch.Tensor) -> dict[str, float | int]:
+    """Mean, quartiles and the fraction of rows each modality dominates, for image shares (N,)."""
+    values = shares.tolist()
+    q = statistics.quantiles(values, n=4) if len(values) > 1 else [values[0]] * 3
+    return {
+        "rows": len(values), "image_share_mean": statistics.fmean(values), "image_share_q1": q[0],
+        "image_share_median": q[1], "image_share_q3": q[2], "text_share_mean": 1 - statistics.fmean(values),
+        "image_dominated": sum(v > 0.5 for v in values) / len(values),
+    }  # fmt: skip
+
+
+def share_report(result: dict[str, torch.Tensor], label_names: list[str], groups: dict[str, str] | None = None) -> dict:
+    """The split's share summary, overall and per group of true labels (`groups`: label → group; default each label
+    its own group)."""
+    groups = groups or {name: name for name in label_names}
+    report = {"all": summarize_shares(result["image_share"]), "groups": {}}
+    names = [groups.get(label_names[i], label_names[i]) for i in result["label"].tolist()]
+    for group in dict.fromkeys(names):
+        rows = torch.tensor([g == group for g in names])
+        report["groups"][group] = summarize_shares(result["image_share"][rows])
+    return report

@@ -219,3 +219,25 @@ def test_the_api_documentation_renders_offline(browser, site, path, rendered):
 def test_the_page_links_to_documentation_that_exists(page, site):
     for link in page.locator("footer a").evaluate_all("links => links.map(a => a.getAttribute('href'))"):
         assert page.request.get(site[0] + link).status == 200, link
+
+
+def test_page_explains_a_prediction_with_a_heatmap_and_coloured_words(page, site, tmp_path):
+    _, run = site
+    image, question = easy_vqa_image(3), "what shape is in the image?"
+    page.set_input_files("#image-input", str(image))
+    page.fill("#text-input", question)
+    page.select_option("#explain-method", "ig")
+    page.click("#explain-submit")
+    page.wait_for_selector("#explanation:not([hidden])")
+    overlay = page.get_attribute("#explain-overlay", "src")
+    assert overlay.startswith("data:image/png;base64,")
+    natural = page.locator("#explain-overlay").evaluate("img => img.complete && img.naturalWidth")
+    assert natural == 4 * run.cfg.data.image_size  # the overlay decoded at its drawn size
+    words = page.locator("#explain-words .tok").evaluate_all("s => s.map(e => [e.textContent, e.dataset.score])")
+    assert [w for w, _ in words] == run.tokenizer.tokenize(question)
+    assert any(float(score) != 0 for _, score in words)
+    expected = run.predict(image=image, text=question, top_k=1)[0]
+    assert page.text_content("#explain-label").startswith(expected.label)
+    assert "exact Shapley" in page.text_content("#explain-shares")
+    assert "ig: removing its top 10 %" in page.text_content("#explain-check")
+    page.screenshot(path=str(tmp_path / "explanation.png"))

@@ -8,7 +8,7 @@ register_task(TaskInfo(
     config="vlfuse.bridge.config:BridgeConfig",
     run="vlfuse.bridge.run:BridgeRun",
     training="vlfuse.bridge.task:BridgeTask",
-    operations=("evaluate", "ask", "caption", "serve"),
+    operations=("evaluate", "ask", "caption", "explain", "serve"),
     required_files=("bridge.safetensors",),
     serve_as="bridge",
     shipped={"easy-vqa-bridge": "shipped/easy_vqa_bridge", "photo-bridge": "shipped/photo_bridge"},

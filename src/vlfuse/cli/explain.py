@@ -88,6 +88,11 @@ def _print_summary(data: dict) -> None:
                       "passed" if d["passed"] else "FAILED", f"{rho:+.2f}" if rho is not None else "—")  # fmt: skip
     if data.get("pixels"):
         console.print(table)
+    if "image_contribution" in data:
+        d = data["deletion"]
+        console.print(f"the image adds {data['image_contribution']:+.2f} to the answer's log-probability; deletion "
+                      f"check (top 10 % of pixels by attention vs random): {d['top_logprob_drop']:.2f} vs "
+                      f"{d['random_logprob_drop']:.2f} — {'passed' if d['passed'] else 'FAILED'}")  # fmt: skip
     words = data.get("words")
     if words:
         console.print("words (Integrated Gradients): " + "  ".join(

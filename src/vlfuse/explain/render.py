@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -33,7 +33,7 @@ def image_png(raw_image: Tensor, path: Path) -> None:
     _save(_rgb(raw_image), path)
 
 
-def overlay_png(raw_image: Tensor, heatmap: Tensor, path: Path, *, alpha: float = 0.55) -> None:
+def overlay_png(raw_image: Tensor, heatmap: Tensor, path: Path | BinaryIO, *, alpha: float = 0.55) -> None:
     """The input (C, H, W) uint8 under a heatmap (H, W), blended, scaled up, as a PNG."""
     strength = display_map(heatmap).cpu().numpy()  # (H, W) in [0, 1]
     heat = _colormap(strength).astype(np.float32)  # (H, W, 3)
@@ -47,9 +47,9 @@ def _rgb(raw_image: Tensor) -> np.ndarray:
     return np.repeat(pixels, 3, axis=2) if pixels.shape[2] == 1 else pixels[..., :3]
 
 
-def _save(pixels: np.ndarray, path: Path) -> None:
+def _save(pixels: np.ndarray, path: Path | BinaryIO) -> None:
     image = Image.fromarray(pixels)
-    image.resize((image.width * SCALE, image.height * SCALE), Image.NEAREST).save(path)
+    image.resize((image.width * SCALE, image.height * SCALE), Image.NEAREST).save(path, format="PNG")
 
 
 def word_spans(tokens: list[str], values: list[float]) -> str:

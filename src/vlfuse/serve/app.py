@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 
 # Modules that register capabilities when imported; each decides from the ServeContext whether it applies.
-CAPABILITY_MODULES = ["vlfuse.serve.predict", "vlfuse.serve.moderate", "vlfuse.serve.bridge", "vlfuse.serve.search"]
+CAPABILITY_MODULES = ["vlfuse.serve.predict", "vlfuse.serve.moderate", "vlfuse.serve.explain", "vlfuse.serve.bridge",
+                      "vlfuse.serve.search"]  # fmt: skip
 OPTIONS = ("bridge", "index", "retrieval_run")
 
 

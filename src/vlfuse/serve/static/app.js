@@ -1,6 +1,7 @@
 // The vlfuse web page: one image (picked or dropped) shared by the panels; each panel is shown when /v1/info lists
 // its capability. Classify: POST /v1/predict, answers as bars. Ask / Caption: POST /v1/ask, /v1/caption, the
 // generated text. Moderate: POST /v1/moderate, the decision and per-label calibrated scores. Search: POST /v1/search, hits as thumbnails (GET image_url) with scores.
+// Explain (beside Predict): POST /v1/explain, the heatmap over the image, the modality shares and the coloured words.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -52,6 +53,8 @@ async function loadInfo() {
       if (!info.inputs.text) $("text-input").hidden = true;
     }
     $("predict-form").hidden = !has("predict");
+    $("explain-submit").hidden = !has("explain");
+    $("explain-method").hidden = !has("explain");
     $("moderate-form").hidden = !has("moderate");
     $("ask-form").hidden = !has("ask");
     $("ask-submit").hidden = !has("ask");
@@ -132,6 +135,48 @@ async function predict(event) {
   const payload = await post("/v1/predict", body, $("submit"));
   if (payload) render(payload);
   else $("answer").hidden = true;
+}
+
+// Words coloured by their attribution: red for the label, blue against, opacity by magnitude.
+function wordSpans(tokens, values) {
+  const top = Math.max(...values.map(Math.abs), 1e-12);
+  return tokens.map((token, i) => {
+    const span = document.createElement("span");
+    span.className = "tok";
+    span.textContent = token;
+    span.dataset.score = String(values[i]);
+    const rgb = values[i] >= 0 ? "220,50,47" : "38,139,210";
+    span.style.background = `rgba(${rgb},${(Math.abs(values[i]) / top).toFixed(2)})`;
+    span.title = values[i].toFixed(4);
+    return span;
+  });
+}
+
+function renderExplanation(result) {
+  $("explain-label").textContent = `${result.label} (${(100 * result.probability).toFixed(1)} %)`;
+  const overlay = $("explain-overlay");
+  overlay.hidden = !result.pixels;
+  if (result.pixels) overlay.src = result.pixels.overlay_png;
+  $("explain-shares").textContent = result.modality
+    ? `image ${(100 * result.modality.image_share).toFixed(1)} % · text ${(100 * result.modality.text_share).toFixed(1)} % (exact Shapley)`
+    : "one modality only";
+  $("explain-words").replaceChildren(...(result.words ? wordSpans(result.words.tokens, result.words.ig) : []));
+  const d = result.pixels && result.pixels.deletion;
+  $("explain-check").textContent = d
+    ? `${result.pixels.method}: removing its top 10 % of pixels lowers p by ${(100 * d.top_drop).toFixed(1)} points, a random 10 % by ${(100 * d.random_drop).toFixed(1)} — check ${d.passed ? "passed" : "FAILED"}`
+    : "";
+  $("explanation").hidden = false;
+}
+
+async function explain() {
+  const body = new FormData();
+  if (chosenFile) body.append("image", chosenFile, chosenFile.name);
+  const text = $("text-input").value.trim();
+  if (text) body.append("text", text);
+  body.append("method", $("explain-method").value);
+  const payload = await post("/v1/explain", body, $("explain-submit"));
+  if (payload) renderExplanation(payload);
+  else $("explanation").hidden = true;
 }
 
 function renderVerdict(result) {
@@ -233,6 +278,7 @@ function setUp() {
     if (file) setFile(file);
   });
   $("predict-form").addEventListener("submit", predict);
+  $("explain-submit").addEventListener("click", explain);
   $("moderate-form").addEventListener("submit", moderate);
   $("ask-form").addEventListener("submit", (e) => { e.preventDefault(); generate("ask", $("ask-submit")); });
   $("caption-submit").addEventListener("click", () => generate("caption", $("caption-submit")));

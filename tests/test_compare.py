@@ -47,5 +47,12 @@ def test_compare_cli_tiny(tmp_path):
         assert 0 <= row["mean"] <= 1 and row["ci95"] >= 0 and row["latency_ms"] > 0 and row["parameters"] > 0
     seeds = {(r["method"], r["seed"]) for r in results["runs"]}
     assert len(seeds) == 8
-    assert "gain vs best unimodal" in (out / "compare.md").read_text()
+    table = (out / "compare.md").read_text()
+    assert "gain vs best unimodal" in table and "image share (%)" in table and "EMAP gap (points)" in table
+    rows = {m["method"]: m for m in results["methods"]}
+    assert rows["image_only"]["image_share"] == 1.0 and rows["text_only"]["image_share"] == 0.0
+    assert rows["image_only"]["emap_gap"] is None
+    for method in ("product", "concat"):
+        assert 0 <= rows[method]["image_share"] <= 1 and -1 <= rows[method]["emap_gap"] <= 1
+    assert "| image_only |" in table and "| — |" in table
     assert (out / "compare.png").stat().st_size > 1000

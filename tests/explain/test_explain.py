@@ -218,3 +218,25 @@ def test_write_explanation_without_text(tiny, tmp_path):
     assert "modality" not in explanation.result and "words" not in explanation.result
     page = write_explanation(explanation, tmp_path / "out")
     assert (tmp_path / "out" / "gradcam.png").is_file() and "Modality" not in page.read_text()
+
+
+def test_a_moderation_run_is_explained_per_label(trained_runs, cli, tmp_path):
+    run_dir = trained_runs("moderate")[0]
+    run = load_run(run_dir)
+    split = run.split_data("test")
+    image, text = split.images[split.image_index[0]], split.texts[0]
+    for label in run.scores:
+        result = explain_example(run, image, text, methods="gradcam,ig", label=label).result
+        assert result["label"] == label
+        assert result["calibrated_probability"] == pytest.approx(
+            float(run.predict_proba([image], [text])[0, run.label_names.index(label)])
+        )
+        mod = result["modality"]
+        assert mod["image"] + mod["text"] == pytest.approx(mod["f_both"] - mod["f_none"], abs=1e-6)
+    from PIL import Image
+
+    path = tmp_path / "listing.png"
+    Image.fromarray(image[0].numpy()).save(path)
+    done = cli("explain", run_dir, "--image", path, "--text", text, "--label", "abusive", "--out", tmp_path / "why")
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "why" / "explanation.json").read_text())["label"] == "abusive"

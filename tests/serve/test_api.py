@@ -62,7 +62,7 @@ def test_info_describes_the_run(served):
     assert info["task"] == "classify" and info["objective"] == "multiclass" and info["labels"] == run.label_names
     assert info["metrics"]["test"]["accuracy"] == pytest.approx(run.metrics["test"]["accuracy"])
     assert {"vlfuse", "torch", "fastapi", "python"} <= set(info["versions"])
-    assert info["capabilities"] == ["predict"]
+    assert info["capabilities"] == ["predict", "explain"]
     assert info["inputs"] == {"image": True, "text": True, "either_may_be_missing": True, "image_size": 32}
     assert info["limits"]["max_batch"] == 32 and "PNG" in info["limits"]["formats"]
     assert info["batching"]["predict"]["requests"] >= 1

@@ -136,7 +136,7 @@ def test_a_classifier_and_a_bridge_together(tiny_run_dir, tiny_bridge):
     app = create_app(load_run(tiny_run_dir), options={"bridge": tiny_bridge})
     with live_server(app) as url, httpx.Client(base_url=url, timeout=120) as client:
         info = client.get("/v1/info").json()
-        assert info["capabilities"] == ["predict", "ask", "caption"] and info["task"] == "classify"
+        assert info["capabilities"] == ["predict", "explain", "ask", "caption"] and info["task"] == "classify"
         image = easy_vqa_image(1)
         assert client.post("/v1/predict", files=upload(image), data={"text": "what shape?"}).status_code == 200
         assert client.post("/v1/caption", files=upload(image)).json()["caption"].strip()

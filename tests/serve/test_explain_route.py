@@ -3,6 +3,8 @@ PyTorch run, clear errors; and a bridge explanation of a generated answer."""
 
 import base64
 import io
+import json
+import re
 import shutil
 
 import httpx
@@ -69,3 +71,16 @@ def test_bridge_explanation_per_generated_token(tiny_bridge, tmp_path):
                                                     abs=1e-4)  # fmt: skip
     page = write_answer_explanation(explanation, tmp_path / "bridge")
     assert (tmp_path / "bridge" / "token-0.png").is_file() and "Deletion check" in page.read_text()
+
+
+def test_cli_explains_a_bridge_answer(cli, tiny_bridge_dir, tmp_path):
+    out = tmp_path / "why"
+    done = cli("explain", tiny_bridge_dir, "--image", easy_vqa_image(1), "--question", "what color is the shape?",
+               "--out", out)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    data = json.loads((out / "explanation.json").read_text())
+    assert data["question"] == "what color is the shape?" and len(data["tokens"]) == len(data["attention_over_cells"])
+    assert "deletion check" in done.stdout and (out / "answer.png").is_file()
+    missing = cli("explain", tiny_bridge_dir, "--image", easy_vqa_image(1))
+    message = re.sub(r"[│╭╮╰╯─\s]+", " ", missing.stderr)  # the usage error's box, unwrapped
+    assert missing.returncode == 2 and "a bridge explanation needs --image and --question" in message

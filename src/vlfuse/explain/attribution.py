@@ -1,6 +1,7 @@
 """Pixel and word attributions of one row through Captum, and the attention maps of attention-based fusions.
 
-Every map explains the probability of one label (`target`). Pixel maps come back as (H, W) at the model's input
+Every map explains one label (`target`) through its score — the logit (`target.scores`): a confident prediction's
+probability is flat and its gradient vanishes. Pixel maps come back as (H, W) at the model's input
 resolution: Grad-CAM upsampled from the image tower's last spatial layer (ReLU'd, as in Selvaraju et al.); Integrated
 Gradients and occlusion summed over channels. Word scores are one number per real token: Integrated Gradients on the
 text tower's embedding layer (summed over the embedding width), or occlusion (the drop when the token becomes

@@ -62,6 +62,9 @@ def explain_example(
         "image": str(image) if isinstance(image, (str, Path)) else None,
         "label": x.label, "probability": x.probability, "probabilities": x.probabilities, "pixels": {},
     }  # fmt: skip
+    if hasattr(run, "calibrated"):  # a moderation run: its decisions use calibrated probabilities (monotone per label)
+        images, texts = ([image] if image is not None else None), ([text] if text is not None else None)
+        result["calibrated_probability"] = float(run.predict_proba(images, texts)[0, x.target])
     unk = run.tokenizer.unk_id if run.tokenizer is not None else 0
     both = x.batch.image is not None and x.batch.text_ids is not None
     start = time.perf_counter()

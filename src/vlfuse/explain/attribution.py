@@ -26,7 +26,8 @@ PIXEL_METHODS = ("gradcam", "ig", "occlusion")
 def last_spatial_layer(image_encoder: nn.Module, pixels: Tensor) -> nn.Module:
     """Grad-CAM's layer: the last layer of the image tower (a leaf module, not a pooling one) whose output is a
     spatial map (B, C, h, w) with h, w > 1 — the last convolution block's activations, before any final
-    downsampling. Found by running the tower once with hooks, so it works for any convolutional encoder.
+    downsampling (for a ViT, the patch embedding: its only spatial map). Found by running the tower once with hooks,
+    so it works for any encoder that produces its maps through modules.
 
     Raises:
         ConfigError: the tower has no spatial map (a ViT, a text-only model).

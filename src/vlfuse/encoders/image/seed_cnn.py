@@ -50,6 +50,9 @@ class SeedCNNEncoder(nn.Module):
         self.relu = nn.ReLU()
         self.pool = nn.MaxPool2d(2)
         self.flatten = nn.Flatten()
+        # the pooled map as a module of its own, so hooks (Grad-CAM's layer, vlfuse.explain) see it on both paths:
+        # the fused kernel computes conv → ReLU → pool without calling those modules
+        self.feature_map = nn.Identity()
         self.fused = cfg.fused
         self.token_dim = self.filters
         self.out_dim = self.filters * side * side
@@ -59,6 +62,7 @@ class SeedCNNEncoder(nn.Module):
             x = conv_relu_pool(image, self.conv)  # (B, 32, h, w), the same as the line below
         else:
             x = self.pool(self.relu(self.conv(image)))  # (B, 32, h, w)
+        x = self.feature_map(x)  # (B, 32, h, w)
         tokens = x.flatten(2).transpose(1, 2)  # (B, h*w, 32)
         pooled = self.flatten(x)  # (B, 32*h*w)
         return EncoderOutput(tokens=tokens, pooled=pooled)

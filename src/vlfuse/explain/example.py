@@ -93,11 +93,11 @@ def explain_example(
             if heat is None:
                 result["pixels"][method] = entry
                 continue
-            entry["deletion"] = checks.deletion_check(model, objective, x.batch, x.target, _evidence(method, heat))
+            entry["deletion"] = checks.deletion_check(model, objective, x.batch, x.target, evidence_map(method, heat))
             if random_model is not None:
                 random_heat = _pixel_entry(method, random_model, objective, x, steps)[1]
                 entry["randomization_spearman"] = checks.spearman(
-                    _evidence(method, heat), _evidence(method, random_heat)
+                    evidence_map(method, heat), evidence_map(method, random_heat)
                 )
             timings[method] = time.perf_counter() - start
             entry["map"] = render.heatmap_list(heat)
@@ -116,7 +116,7 @@ def explain_example(
     return Explanation(result, x, maps)
 
 
-def _evidence(method: str, heat: Tensor) -> Tensor:
+def evidence_map(method: str, heat: Tensor) -> Tensor:
     """The map as evidence for the label: Integrated Gradients' magnitudes (the sign says for or against), the
     others as they are (Grad-CAM is ReLU'd; occlusion is the drop, positive for evidence)."""
     return heat.abs() if method == "ig" else heat
@@ -146,6 +146,6 @@ def write_explanation(explanation: Explanation, out_dir: str | Path) -> Path:
     if raw is not None:
         render.image_png(raw, out / "input.png")
         for method, heat in explanation.maps.items():
-            render.overlay_png(raw, _evidence(method, heat), out / f"{method}.png")
+            render.overlay_png(raw, evidence_map(method, heat), out / f"{method}.png")
     (out / "explanation.json").write_text(json.dumps(explanation.result, indent=1) + "\n")
     return render.write_page(explanation.result, out)

@@ -88,7 +88,7 @@ def explain_routes(ctx: ServeContext) -> APIRouter:
         return loaded["run"]
 
     def explain(pixels, text: str | None, method: str) -> ExplainResponse:
-        from vlfuse.explain.example import explain_example
+        from vlfuse.explain.example import evidence_map, explain_example
         from vlfuse.explain.render import overlay_png
 
         with lock:
@@ -98,7 +98,7 @@ def explain_routes(ctx: ServeContext) -> APIRouter:
         if method in explanation.maps:
             buffer = io.BytesIO()
             heat = explanation.maps[method]
-            overlay_png(explanation.example.raw_image, heat.abs() if method == "ig" else heat, buffer)
+            overlay_png(explanation.example.raw_image, evidence_map(method, heat), buffer)
             d = r["pixels"][method]["deletion"]
             pixels_out = PixelsOut(
                 method=method, overlay_png="data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode(),

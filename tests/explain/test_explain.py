@@ -211,6 +211,11 @@ def test_cli_evaluate_modality_share_and_emap(cli, tiny_run_dir):
     assert data["emap"]["rows"] == 60
     assert data["emap"]["emap_gap"] == pytest.approx(data["emap"]["accuracy"] - data["emap"]["emap_accuracy"])
     assert (tiny_run_dir / "modality_share.json").is_file() and (tiny_run_dir / "emap.json").is_file()
+    shap = cli("evaluate", tiny_run_dir, "--mm-shap", "--limit", "5", "--json")
+    assert shap.returncode == 0, shap.stderr
+    mm = json.loads(shap.stdout)["mm_shap"]
+    assert mm["all"]["rows"] == 5 and 0 <= mm["all"]["image_share_mean"] <= 1
+    assert json.loads((tiny_run_dir / "mm_shap.json").read_text())["all"]["rows"] == 5
 
 
 def test_write_explanation_without_text(tiny, tmp_path):

@@ -111,6 +111,19 @@ def modality_share_report(run, split: str, limit: int | None) -> dict:
     return report
 
 
+def mm_shap_report(run, split: str, limit: int | None) -> dict:
+    """MM-SHAP-style shares (patches vs tokens) over `limit` rows of a split (default 100: ~1 s per row); written
+    to RUN/mm_shap.json."""
+    from vlfuse.explain.split import mm_shap_shares, share_report
+
+    data = run.split_data(split)
+    unk = run.tokenizer.unk_id if run.tokenizer is not None else 0
+    shares = mm_shap_shares(run.model, run.objective, data, run.preprocess, unk_id=unk, rows=limit or 100)
+    report = {"split": split, **share_report(shares, run.label_names)}
+    (run.path / "mm_shap.json").write_text(json.dumps(report, indent=1) + "\n")
+    return report
+
+
 def emap_report(run, split: str, limit: int | None) -> dict:
     """The EMAP gap over a split; written to RUN/emap.json."""
     from vlfuse.explain.emap import emap_split
@@ -121,8 +134,8 @@ def emap_report(run, split: str, limit: int | None) -> dict:
     return report
 
 
-def print_modality_share(report: dict) -> None:
-    table = Table(title=f"image share of the exact Shapley split ({report['split']}, {report['all']['rows']} rows)")
+def print_modality_share(report: dict, what: str = "the exact Shapley split") -> None:
+    table = Table(title=f"image share of {what} ({report['split']}, {report['all']['rows']} rows)")
     for column in ("rows of", "rows", "mean", "q1", "median", "q3", "image-dominated"):
         table.add_column(column, justify="left" if column == "rows of" else "right")
     for name, s in [("all", report["all"]), *report["groups"].items()]:

@@ -101,7 +101,12 @@ def evaluate(
     emap: Annotated[
         bool, typer.Option("--emap", help="classify runs: accuracy of the model vs its best additive projection")
     ] = False,
-    limit: Annotated[int | None, typer.Option(min=1, help="--modality-share / --emap: at most this many rows")] = None,
+    mm_shap: Annotated[
+        bool, typer.Option("--mm-shap", help="classify runs: MM-SHAP shares over patches and tokens (~1 s per row)")
+    ] = False,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="--modality-share / --emap: at most this many rows; --mm-shap: 100")
+    ] = None,
 ) -> None:
     """Score a trained run on a split of its data (--robustness: with missing and corrupted inputs; --modality-share,
     --emap: how much each modality, and their interaction, drive the predictions).
@@ -118,7 +123,7 @@ def evaluate(
         ref.task.require("robustness", run)
         _print_robustness(load_run(ref), split, json_)
         return
-    if modality_share or emap:
+    if modality_share or emap or mm_shap:
         from vlfuse.cli import explain as reports
 
         ref.task.require("explain", run)
@@ -128,6 +133,8 @@ def evaluate(
             found["modality_share"] = reports.modality_share_report(loaded, split, limit)
         if emap:
             found["emap"] = reports.emap_report(loaded, split, limit)
+        if mm_shap:
+            found["mm_shap"] = reports.mm_shap_report(loaded, split, limit)
         if json_:
             console.print_json(json.dumps(found))
             return
@@ -135,6 +142,8 @@ def evaluate(
             reports.print_modality_share(found["modality_share"])
         if emap:
             reports.print_emap(found["emap"])
+        if mm_shap:
+            reports.print_modality_share(found["mm_shap"], "MM-SHAP (patches vs tokens)")
         return
     ref.task.require("evaluate", run)
     loaded = load_run(ref)

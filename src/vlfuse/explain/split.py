@@ -62,3 +62,28 @@ def share_report(result: dict[str, torch.Tensor], label_names: list[str], groups
         rows = torch.tensor([g == group for g in names])
         report["groups"][group] = summarize_shares(result["image_share"][rows])
     return report
+
+
+def mm_shap_shares(
+    model: nn.Module, objective: Objective, split: SplitData, preprocess: ImagePreprocessor, *, unk_id: int,
+    rows: int = 100, samples: int = 10, seed: int = 0,
+) -> dict[str, torch.Tensor]:  # fmt: skip
+    """MM-SHAP-style image shares (patches vs tokens, `token_patch_shapley`) of `rows` rows drawn with `seed`, for the
+    predicted label; in the layout of `modality_shares` (image_share, label), so `share_report` summarises both."""
+    from vlfuse.explain.modality import token_patch_shapley
+
+    device = next(model.parameters()).device
+    n = min(rows, len(split.labels))
+    chosen = torch.randperm(len(split.labels), generator=torch.Generator().manual_seed(seed))[:n].sort().values
+    loader = BatchLoader(split.subset(chosen), preprocess, batch_size=1, shuffle=False)
+    out = {"image_share": torch.empty(n), "label": torch.empty(n, dtype=torch.long)}
+    for batch in loader:
+        batch = batch.to(device)
+        row = int(batch.index[0])
+        with torch.no_grad():
+            target = int(objective.probabilities(model(batch).float()).argmax(-1)[0])
+        shap = token_patch_shapley(model, objective, batch, target, unk_id=unk_id, samples=samples, seed=seed + row)
+        out["image_share"][row] = shap["image_share"]
+        label = batch.label.cpu()
+        out["label"][row] = int(label[0]) if label.dim() == 1 else int(label[0].argmax())
+    return out

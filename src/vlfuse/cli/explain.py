@@ -41,14 +41,14 @@ def explain(
 
     ref = resolve_run(run)
     ref.task.require("explain", run)
+    prompt = question if question is not None else text
+    if ref.task.name == "bridge" and (image is None or prompt is None):  # said before the language model loads
+        raise typer.BadParameter("a bridge explanation needs --image and --question", param_hint="--question")
     configure_threads()
     loaded = load_run(ref)
-    prompt = question if question is not None else text
     if ref.task.name == "bridge":
         from vlfuse.bridge.explain import explain_answer, write_answer_explanation
 
-        if image is None or prompt is None:
-            raise typer.BadParameter("a bridge explanation needs --image and --question", param_hint="--question")
         result = explain_answer(loaded, image, prompt)
         page = write_answer_explanation(result, out)
         data = result.result

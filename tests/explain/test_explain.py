@@ -3,6 +3,7 @@
 
 import copy
 import json
+import re
 
 import pytest
 import torch
@@ -216,6 +217,9 @@ def test_cli_evaluate_modality_share_and_emap(cli, tiny_run_dir):
     mm = json.loads(shap.stdout)["mm_shap"]
     assert mm["all"]["rows"] == 5 and 0 <= mm["all"]["image_share_mean"] <= 1
     assert json.loads((tiny_run_dir / "mm_shap.json").read_text())["all"]["rows"] == 5
+    bridge = cli("evaluate", "easy-vqa-bridge", "--emap")  # refused before anything loads
+    message = re.sub(r"[│╭╮╰╯─\s]+", " ", bridge.stderr)
+    assert bridge.returncode == 2 and "'easy-vqa-bridge' is a 'bridge' run; --modality-share, --emap" in message
 
 
 def test_write_explanation_without_text(tiny, tmp_path):

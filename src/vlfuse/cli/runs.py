@@ -127,6 +127,9 @@ def evaluate(
         from vlfuse.cli import explain as reports
 
         ref.task.require("explain", run)
+        if ref.task.name not in ("classify", "moderate"):
+            raise typer.BadParameter(f"'{run}' is a '{ref.task.name}' run; --modality-share, --emap and --mm-shap "
+                                     "score classify and moderate runs", param_hint="--modality-share")  # fmt: skip
         loaded = load_run(ref)
         found = {}
         if modality_share:

@@ -30,12 +30,12 @@ from pathlib import Path
 import torch
 
 RESULTS = Path(__file__).parent / "results"
-COLOURS = {"red", "green", "blue", "black", "gray", "teal", "brown", "yellow"}
-SHAPES = {"circle", "rectangle", "triangle"}
 
 
 def question_type(answer: str) -> str:
-    return "colour" if answer in COLOURS else "shape" if answer in SHAPES else "yes/no"
+    from vlfuse.data.builtin.easy_vqa import COLORS, SHAPES
+
+    return "colour" if answer in COLORS else "shape" if answer in SHAPES else "yes/no"
 
 
 def easy_vqa(run_dir: str, samples: int, randomization: int, seed: int) -> dict:
@@ -59,7 +59,6 @@ def easy_vqa(run_dir: str, samples: int, randomization: int, seed: int) -> dict:
              for m in (*methods, "ig_signed", "random")}  # fmt: skip
     rho: dict[str, list[float]] = {m: [] for m in (*methods, "ig_signed")}
     seconds: dict[str, list[float]] = {"gradcam_plus_modality": [], "ig_32_steps": []}
-    unk = run.tokenizer.unk_id
     for i, r in enumerate(rows):
         image = split.images[split.image_index[r]]
         text = split.texts[r] if isinstance(split.texts[r], str) else split.texts[r][0]
@@ -68,7 +67,7 @@ def easy_vqa(run_dir: str, samples: int, randomization: int, seed: int) -> dict:
         kind = types[r]
         start = time.perf_counter()
         heat = {"gradcam": attribution.grad_cam(run.model, run.objective, x.batch, x.target)}
-        modality_shapley(run.model, run.objective, x.batch, torch.tensor([x.target]), unk_id=unk)
+        modality_shapley(run.model, run.objective, x.batch, torch.tensor([x.target]))
         seconds["gradcam_plus_modality"].append(time.perf_counter() - start)
         start = time.perf_counter()
         heat["ig_signed"] = attribution.integrated_gradients(run.model, run.objective, x.batch, x.target, steps=32)[0]
@@ -100,7 +99,7 @@ def easy_vqa(run_dir: str, samples: int, randomization: int, seed: int) -> dict:
             "examples": {k: e["n"] for k, e in t.items()},
         }
 
-    shares = modality_shares(run.model, run.objective, split, run.preprocess, unk_id=unk)
+    shares = modality_shares(run.model, run.objective, split, run.preprocess)
     groups = {name: question_type(name) for name in run.label_names}
     return {
         "run": run_dir, "threads": threads, "threads_why": why, "machine": platform.processor() or platform.machine(),
@@ -131,7 +130,7 @@ def fashion_pairs(fusions: list[str], epochs: int, runs_root: Path) -> dict:
         train(config, run_dir=run_dir, overwrite=True)
         run = load_run(run_dir)
         split = run.split_data("test")
-        shares = modality_shares(run.model, run.objective, split, run.preprocess, unk_id=run.tokenizer.unk_id)
+        shares = modality_shares(run.model, run.objective, split, run.preprocess)
         report = share_report(shares, run.label_names)
         out["fusions"][fusion] = {
             "test_accuracy": run.metrics["test"]["accuracy"], "train_wall_seconds": round(time.perf_counter() - start),

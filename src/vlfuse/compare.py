@@ -68,9 +68,8 @@ def method_config(base: ClassifyConfig, method: str, seed: int, threads: int) ->
     return apply_overrides(raw, {"model.fusion": fusion, "seed": seed, "train.threads": threads})
 
 
-def _latency_ms(run_dir: Path, samples: int = 30) -> float:
-    """Median wall time of predicting one test sample (batch of 1), in milliseconds."""
-    run = load_run(run_dir)
+def _latency_ms(run, samples: int = 30) -> float:
+    """Median wall time of a loaded run predicting one test sample (batch of 1), in milliseconds."""
     cfg = run.cfg.data.model_copy(update={"test_limit": samples, "limit": 50})
     data = prepare_data(cfg, seed=run.cfg.seed, tokenizer=run.tokenizer, label_names=run.label_names)
     loader = BatchLoader(data.test, run.preprocess, batch_size=1, shuffle=False)
@@ -83,19 +82,18 @@ def _latency_ms(run_dir: Path, samples: int = 30) -> float:
     return 1000 * statistics.median(times[3:] or times)
 
 
-def _fusion_use(run_dir: Path, rows: int = 2000) -> dict[str, float | None]:
-    """Whether the method really fuses, on `rows` test rows: the mean image share of the exact image-vs-text Shapley
-    split and the EMAP gap (accuracy over that of the best additive projection); None where a model reads one
-    modality (image share 1 or 0, no interactions) or the objective is multilabel (no EMAP)."""
+def _fusion_use(run, rows: int = 2000) -> dict[str, float | None]:
+    """Whether a loaded run's method really fuses, on `rows` test rows: the mean image share of the exact
+    image-vs-text Shapley split and the EMAP gap (accuracy over that of the best additive projection); None where a
+    model reads one modality (image share 1 or 0, no interactions) or the objective is multilabel (no EMAP)."""
     from vlfuse.explain.emap import emap_split
     from vlfuse.explain.split import modality_shares
 
-    run = load_run(run_dir)
     model = run.model
     if model.image_encoder is None or model.text_encoder is None:
         return {"image_share": 1.0 if model.text_encoder is None else 0.0, "emap_gap": None}
     split = run.split_data("test")
-    shares = modality_shares(model, run.objective, split, run.preprocess, unk_id=run.tokenizer.unk_id, limit=rows)
+    shares = modality_shares(model, run.objective, split, run.preprocess, limit=rows)
     gap = None
     if run.objective.kind != "multilabel":
         gap = emap_split(model, run.objective, split, run.preprocess, limit=rows)["emap_gap"]
@@ -108,6 +106,7 @@ def _train_one(spec: RunSpec) -> dict[str, Any]:
     summary = run_training(validate_config(spec.config), spec.run_dir, overwrite=True)
     wall = time.perf_counter() - start
     history = [json.loads(line) for line in (Path(spec.run_dir) / "metrics.jsonl").read_text().splitlines()]
+    run = load_run(spec.run_dir)  # once, for the latency and the fusion-use measurements
     return {
         "method": spec.method,
         "seed": spec.seed,
@@ -116,8 +115,8 @@ def _train_one(spec: RunSpec) -> dict[str, Any]:
         "train_seconds": round(sum(r["train_seconds"] for r in history), 2),
         "wall_seconds": round(wall, 2),
         "train_samples_per_s": round(statistics.fmean(r["train_samples_per_s"] for r in history), 1),
-        "latency_ms": round(_latency_ms(Path(spec.run_dir)), 3),
-        **_fusion_use(Path(spec.run_dir)),
+        "latency_ms": round(_latency_ms(run), 3),
+        **_fusion_use(run),
     }
 
 

@@ -54,7 +54,7 @@ def test_shapley_values_sum_to_both_minus_none(tiny):
     x = prepare_input(tiny, easy_vqa_image(1), "what color is the shape?")
     for model in (tiny.model, checks.randomized_copy(tiny.model)):
         for target in range(len(tiny.label_names)):
-            v = modality_shapley(model, tiny.objective, x.batch, torch.tensor([target]), unk_id=tiny.tokenizer.unk_id)
+            v = modality_shapley(model, tiny.objective, x.batch, torch.tensor([target]))
             assert float(v.image + v.text) == pytest.approx(float(v.both - v.none), abs=1e-6)
     share = explain_example(tiny, easy_vqa_image(1), "what color is the shape?", methods="gradcam").result["modality"]
     assert share["image_share"] + share["text_share"] == pytest.approx(1.0)
@@ -68,7 +68,7 @@ def test_a_model_that_ignores_the_image_gets_zero_image_attribution(tiny):
         blind.model.fusion.image_proj.weight.zero_()  # product fusion: tanh(0·image + b) — the image no longer counts
     x = prepare_input(blind, easy_vqa_image(2), "what shape is in the image?")
     unk = blind.tokenizer.unk_id
-    v = modality_shapley(blind.model, blind.objective, x.batch, torch.tensor([x.target]), unk_id=unk)
+    v = modality_shapley(blind.model, blind.objective, x.batch, torch.tensor([x.target]))
     assert float(v.image) == pytest.approx(0.0, abs=1e-7) and float(v.image_share) == pytest.approx(0.0, abs=1e-6)
     assert float(v.text) != 0
     for method in ("gradcam", "ig", "occlusion"):

@@ -18,6 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from vlfuse.explain import render
+from vlfuse.explain.checks import deletion_keep_masks
+from vlfuse.explain.target import removed_pixels
+
 
 @dataclass
 class AnswerExplanation:
@@ -62,17 +66,16 @@ def _cell_map(weights: Tensor, size: tuple[int, int]) -> Tensor:
     return F.interpolate(weights.view(1, 1, side, side), size=size, mode="bilinear", align_corners=False)[0, 0]
 
 
+@torch.inference_mode()
 def explain_answer(run, image: str | Path, question: str, *, fraction: float = 0.1, seed: int = 0) -> AnswerExplanation:
     """Generate the run's answer to `question` about `image` and explain it (see the module docstring)."""
-    from vlfuse.explain.target import removed_pixels
-
     raw = run.load_images([image])  # (1, C, H, W) uint8
-    answer = run.ask(raw, [question])[0]
+    pixels = run.preprocess(raw.to(run.device))  # (1, C, H, W)
+    visual = run.encoder(pixels).tokens  # (1, N_v, D): the answer is generated from these and explained on them
+    answer = run.ask(visual, [question])[0]
     model = run.model
     previous = _eager_attention(model.lm)
     try:
-        pixels = run.preprocess(raw.to(run.device))  # (1, C, H, W)
-        visual = run.encoder(pixels).tokens  # (1, N_v, D)
         token_logp, attn = score_answer(model, visual, question, answer, attentions=True)
     finally:
         if previous and previous != "eager" and hasattr(model.lm, "set_attn_implementation"):
@@ -82,15 +85,9 @@ def explain_answer(run, image: str | Path, question: str, *, fraction: float = 0
     mean_map = _cell_map(attn.mean(0), size)  # (H, W)
     blank = run.encoder(removed_pixels(pixels)).tokens
     blank_logp, _ = score_answer(model, blank, question, answer, attentions=False)  # (A,) without the image
-    flat = mean_map.flatten()
-    count = max(1, int(round(fraction * flat.numel())))
-    gen = torch.Generator().manual_seed(seed)
-    picks = {"top": flat.topk(count).indices, "random": torch.randperm(flat.numel(), generator=gen)[:count]}
     drops = {}
-    for name, cells in picks.items():
-        keep = torch.ones_like(flat, dtype=torch.bool)
-        keep[cells.to(keep.device)] = False
-        cut = torch.where(keep.view(1, 1, *size), pixels, removed_pixels(pixels))
+    for name, keep in zip(("top", "random"), deletion_keep_masks(mean_map, fraction=fraction, seed=seed), strict=True):
+        cut = torch.where(keep[None], pixels, removed_pixels(pixels))  # (1, C, H, W)
         cut_logp, _ = score_answer(model, run.encoder(cut).tokens, question, answer, attentions=False)
         drops[name] = float(token_logp.sum() - cut_logp.sum())
     tokens = [model.tokenizer.decode([t]) for t in model.encode_target(answer)]
@@ -106,11 +103,8 @@ def explain_answer(run, image: str | Path, question: str, *, fraction: float = 0
 
 
 def write_answer_explanation(explanation: AnswerExplanation, out_dir: str | Path) -> Path:
-    """answer_explanation.json (also as explanation.json), input.png, answer.png (the mean map), token-<i>.png per
-    answer token, and index.html."""
+    """explanation.json, input.png, answer.png (the mean map), token-<i>.png per answer token, and index.html."""
     import html
-
-    from vlfuse.explain import render
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -128,9 +122,7 @@ def write_answer_explanation(explanation: AnswerExplanation, out_dir: str | Path
     d = r["deletion"]
     page = out / "index.html"
     page.write_text(
-        "<!doctype html><meta charset='utf-8'><title>vlfuse explain (bridge)</title>"
-        "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}figure{display:inline-block;"
-        "margin:0 1em 1em 0}figcaption{font-size:.85em;max-width:16em}</style>"
+        f"<!doctype html><meta charset='utf-8'><title>vlfuse explain (bridge)</title>{render.PAGE_STYLE}"
         f"<h1>{html.escape(r['answer'])}</h1><p>question “{html.escape(r['question'])}” — the image adds "
         f"{r['image_contribution']:+.2f} to the answer's log-probability. Deletion check: removing the top 10 % of "
         f"pixels by attention lowers it by {d['top_logprob_drop']:.2f}, a random 10 % by "

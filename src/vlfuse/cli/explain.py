@@ -103,9 +103,7 @@ def modality_share_report(run, split: str, limit: int | None) -> dict:
     """Shares of the exact image-vs-text Shapley split over a split; written to RUN/modality_share.json."""
     from vlfuse.explain.split import modality_shares, share_report
 
-    data = run.split_data(split)
-    unk = run.tokenizer.unk_id if run.tokenizer is not None else 0
-    shares = modality_shares(run.model, run.objective, data, run.preprocess, unk_id=unk, limit=limit)
+    shares = modality_shares(run.model, run.objective, run.split_data(split), run.preprocess, limit=limit)
     report = {"split": split, **share_report(shares, run.label_names)}
     (run.path / "modality_share.json").write_text(json.dumps(report, indent=1) + "\n")
     return report
@@ -115,10 +113,10 @@ def mm_shap_report(run, split: str, limit: int | None) -> dict:
     """MM-SHAP-style shares (patches vs tokens) over `limit` rows of a split (default 100: ~1 s per row); written
     to RUN/mm_shap.json."""
     from vlfuse.explain.split import mm_shap_shares, share_report
+    from vlfuse.explain.target import unk_id
 
-    data = run.split_data(split)
-    unk = run.tokenizer.unk_id if run.tokenizer is not None else 0
-    shares = mm_shap_shares(run.model, run.objective, data, run.preprocess, unk_id=unk, rows=limit or 100)
+    shares = mm_shap_shares(run.model, run.objective, run.split_data(split), run.preprocess, unk_id=unk_id(run),
+                            rows=limit or 100)  # fmt: skip
     report = {"split": split, **share_report(shares, run.label_names)}
     (run.path / "mm_shap.json").write_text(json.dumps(report, indent=1) + "\n")
     return report

@@ -21,6 +21,19 @@ from vlfuse.objective import Objective
 from vlfuse.types import Batch
 
 
+def deletion_keep_masks(heatmap: Tensor, *, fraction: float = 0.1, seed: int = 0) -> Tensor:
+    """(2, 1, H, W) bool: the pixels kept when the top `fraction` of `heatmap` (H, W) is removed (row 0), and when
+    as many random pixels are removed (row 1, drawn with `seed`)."""
+    flat = heatmap.flatten()  # (H·W,)
+    count = max(1, int(round(fraction * flat.numel())))
+    gen = torch.Generator().manual_seed(seed)
+    random = torch.randperm(flat.numel(), generator=gen)[:count].to(flat.device)
+    keep = torch.ones(2, flat.numel(), dtype=torch.bool, device=flat.device)  # (2, H·W)
+    keep[0, flat.topk(count).indices] = False
+    keep[1, random] = False
+    return keep.view(2, 1, *heatmap.shape)
+
+
 @torch.no_grad()
 def deletion_check(
     model: nn.Module, objective: Objective, batch: Batch, target: int, heatmap: Tensor, *, fraction: float = 0.1,
@@ -34,18 +47,7 @@ def deletion_check(
         (the top pixels' removal lowers the probability more).
     """
     pixels = batch.image  # (1, C, H, W)
-    flat = heatmap.flatten()  # (H·W,)
-    count = max(1, int(round(fraction * flat.numel())))
-    gen = torch.Generator().manual_seed(seed)
-    chosen = torch.stack(
-        [
-            torch.zeros_like(flat, dtype=torch.bool).index_fill(0, flat.topk(count).indices, True),
-            torch.zeros_like(flat, dtype=torch.bool).index_fill(
-                0, torch.randperm(flat.numel(), generator=gen)[:count].to(flat.device), True
-            ),
-        ]
-    )  # (2, H·W): top pixels, random pixels
-    keep = ~chosen.view(2, 1, *heatmap.shape)  # (2, 1, H, W)
+    keep = deletion_keep_masks(heatmap, fraction=fraction, seed=seed)  # (2, 1, H, W)
     removed = torch.where(keep, pixels, removed_pixels(pixels))  # (2, C, H, W): top removed, random removed
     variants = torch.cat([pixels, removed])  # (3, C, H, W)
     odds = log_odds(model, objective, with_pixels(batch, variants))[:, target].double()  # (3,)

@@ -16,6 +16,7 @@ from vlfuse.data.loader import BatchLoader
 from vlfuse.data.splits import SplitData
 from vlfuse.data.transforms import ImagePreprocessor
 from vlfuse.errors import ConfigError
+from vlfuse.explain.split import sampled
 from vlfuse.model import gather_rows
 from vlfuse.objective import Objective
 from vlfuse.types import EncoderOutput
@@ -60,10 +61,7 @@ def emap_split(
     if objective.kind == "multilabel":
         raise ConfigError("EMAP is computed for multiclass and binary runs (one label per row)")
     device = next(model.parameters()).device
-    if limit is not None and limit < len(split.labels):
-        chosen = torch.randperm(len(split.labels), generator=torch.Generator().manual_seed(seed))[:limit]
-        split = split.subset(chosen.sort().values)
-    loader = BatchLoader(split, preprocess, batch_size=chunk, shuffle=True, seed=seed)
+    loader = BatchLoader(sampled(split, limit, seed), preprocess, batch_size=chunk, shuffle=True, seed=seed)
     full = projected = rows = 0
     for batch in loader:
         batch = batch.to(device)

@@ -14,7 +14,7 @@ from torch import Tensor
 
 from vlfuse.explain import attribution, checks, render
 from vlfuse.explain.modality import modality_shapley, token_patch_shapley
-from vlfuse.explain.target import ExplainInput, prepare_input
+from vlfuse.explain.target import ExplainInput, prepare_input, unk_id
 
 METHODS = ("gradcam", "ig", "occlusion", "attention")
 DEFAULT_METHODS = ("gradcam", "ig")
@@ -63,15 +63,16 @@ def explain_example(
         "label": x.label, "probability": x.probability, "probabilities": x.probabilities, "pixels": {},
     }  # fmt: skip
     if hasattr(run, "calibrated"):  # a moderation run: its decisions use calibrated probabilities (monotone per label)
-        images, texts = ([image] if image is not None else None), ([text] if text is not None else None)
+        images = [x.raw_image] if x.raw_image is not None else None  # decoded once, by prepare_input
+        texts = [text] if text is not None else None
         result["calibrated_probability"] = float(run.predict_proba(images, texts)[0, x.target])
-    unk = run.tokenizer.unk_id if run.tokenizer is not None else 0
+    unk = unk_id(run)
     both = x.batch.image is not None and x.batch.text_ids is not None
     start = time.perf_counter()
     if both:
-        values = modality_shapley(model, objective, x.batch, torch.tensor([x.target]), unk_id=unk).row()
+        values = modality_shapley(model, objective, x.batch, torch.tensor([x.target])).row()
         values["efficiency_error"] = abs(values["image"] + values["text"] - (values["f_both"] - values["f_none"]))
-        values["removed_by"] = "placeholder" if getattr(model, "placeholders", None) is not None else "baseline"
+        values["removed_by"] = "placeholder"  # a model reading both modalities always has them
         result["modality"] = values
         timings["modality"] = time.perf_counter() - start
         if mm_shap:

@@ -2,8 +2,8 @@
 
 `modality_shapley` is the exact Shapley value of the two-player game image vs text: the value of a coalition is the
 explained label's probability with the other modality removed — replaced by the model's placeholder (the stand-in
-it uses for a missing modality) when it has one, else by a baseline input (a blank, mean-coloured image; a text of
-one [UNK] token). With f(I, T), f(I, ∅), f(∅, T), f(∅, ∅):
+every model reading both modalities has for a missing one, `MultimodalModel.placeholders`). With f(I, T), f(I, ∅),
+f(∅, T), f(∅, ∅):
 
     φ_image = ½ [(f(I, T) − f(∅, T)) + (f(I, ∅) − f(∅, ∅))],   φ_text likewise,   φ_image + φ_text = f(I, T) − f(∅, ∅).
 
@@ -50,59 +50,30 @@ class ModalityShapley:
         }  # fmt: skip
 
 
-def without_image(model: nn.Module, batch: Batch) -> Batch:
-    """The batch with every row's image removed: the placeholder stands in, or a mean-coloured image."""
-    if getattr(model, "placeholders", None) is not None:
-        absent = torch.zeros(len(batch), dtype=torch.bool, device=_device(batch))  # (B,)
-        return replace(batch, image_present=absent)
-    if batch.image is None:
-        return batch
-    return replace(batch, image=torch.zeros_like(batch.image))  # (U, C, H, W): 0 is the mean colour after normalising
-
-
-def without_text(model: nn.Module, batch: Batch, unk_id: int) -> Batch:
-    """The batch with every row's text removed: the placeholder stands in, or a text of one [UNK] token."""
-    if getattr(model, "placeholders", None) is not None:
-        absent = torch.zeros(len(batch), dtype=torch.bool, device=_device(batch))  # (B,)
-        return replace(batch, text_present=absent)
-    if batch.text_ids is None:
-        return batch
-    ids = torch.full_like(batch.text_ids, unk_id)  # (B, L)
-    mask = torch.zeros_like(batch.text_mask)  # (B, L)
-    mask[:, 0] = True
-    return replace(batch, text_ids=ids, text_mask=mask)
-
-
-def _device(batch: Batch) -> torch.device:
-    for ref in (batch.image, batch.text_ids, batch.image_tokens):
-        if ref is not None:
-            return ref.device
-    return torch.device("cpu")
-
-
 @torch.inference_mode()
 def modality_shapley(
-    model: nn.Module, objective: Objective, batch: Batch, target: Tensor, *, unk_id: int
+    model: nn.Module, objective: Objective, batch: Batch, target: Tensor | None = None
 ) -> ModalityShapley:
     """Exact two-player Shapley values of image and text for every row of `batch`.
 
     Args:
-        model: a MultimodalModel in eval mode.
+        model: a MultimodalModel reading both modalities (so it has placeholders), in eval mode.
         objective: the run's objective (how logits become probabilities).
         batch: B rows with both modalities.
-        target: (B,) the label index explained per row.
-        unk_id: the tokenizer's [UNK] id (the text baseline of a model without placeholders).
+        target: (B,) the label index explained per row; None: each row's predicted label.
     """
-    rows = torch.arange(len(batch), device=target.device)  # (B,)
+    full = probabilities(model, objective, batch)  # (B, num_labels)
+    target = full.argmax(-1) if target is None else target.to(full.device)  # (B,)
+    rows = torch.arange(len(batch), device=full.device)  # (B,)
+    absent = torch.zeros(len(batch), dtype=torch.bool, device=full.device)  # (B,)
 
-    def value(b: Batch) -> Tensor:
-        return probabilities(model, objective, b)[rows, target]  # (B,)
+    def value(**removed: Tensor) -> Tensor:
+        return probabilities(model, objective, replace(batch, **removed))[rows, target]  # (B,)
 
-    no_image = without_image(model, batch)
-    both = value(batch)
-    text_only = value(no_image)
-    image_only = value(without_text(model, batch, unk_id))
-    none = value(without_text(model, no_image, unk_id))
+    both = full[rows, target]
+    text_only = value(image_present=absent)
+    image_only = value(text_present=absent)
+    none = value(image_present=absent, text_present=absent)
     return ModalityShapley(
         image=0.5 * ((both - text_only) + (image_only - none)), text=0.5 * ((both - image_only) + (text_only - none)),
         both=both, image_only=image_only, text_only=text_only, none=none,

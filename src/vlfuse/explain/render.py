@@ -12,6 +12,12 @@ from PIL import Image
 from torch import Tensor
 
 SCALE = 4  # overlays are drawn at 4× the model's input size (nearest-neighbour), so 64 px inputs stay legible
+PAGE_STYLE = (
+    "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}"
+    "figure{display:inline-block;margin:0 1em 1em 0}"
+    "figcaption{font-size:.85em;max-width:16em}.tok{padding:.1em .25em;border-radius:.2em;margin:0 .05em}"
+    "table{border-collapse:collapse}td,th{padding:.2em .6em;border-bottom:1px solid #ddd;text-align:left}</style>"
+)  # the explanation pages' (classifier and bridge)
 
 
 def _colormap(values: np.ndarray) -> np.ndarray:
@@ -68,10 +74,7 @@ def write_page(result: dict[str, Any], out_dir: Path) -> Path:
     mod = result.get("modality")
     parts = [
         "<!doctype html><meta charset='utf-8'><title>vlfuse explain</title>",
-        "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}"
-        "figure{display:inline-block;margin:0 1em 1em 0}"
-        "figcaption{font-size:.85em;max-width:16em}.tok{padding:.1em .25em;border-radius:.2em;margin:0 .05em}"
-        "table{border-collapse:collapse}td,th{padding:.2em .6em;border-bottom:1px solid #ddd;text-align:left}</style>",
+        PAGE_STYLE,
         f"<h1>{html.escape(result['label'])} <small>({100 * result['probability']:.1f} %)</small></h1>",
         f"<p>run <code>{html.escape(str(result['run']))}</code>; "
         f"image <code>{html.escape(str(result['image']))}</code>; "

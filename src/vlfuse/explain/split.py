@@ -8,36 +8,44 @@ import torch
 from torch import nn
 
 from vlfuse.data.loader import BatchLoader
-from vlfuse.data.splits import SplitData
+from vlfuse.data.splits import SplitData, sample_rows
 from vlfuse.data.transforms import ImagePreprocessor
 from vlfuse.explain.modality import modality_shapley
 from vlfuse.objective import Objective
 
 
+def sampled(split: SplitData, limit: int | None, seed: int) -> SplitData:
+    """The split, or `limit` of its rows drawn with `seed` (in row order)."""
+    if limit is None or limit >= len(split.labels):
+        return split
+    return split.subset(sample_rows(len(split.labels), limit, seed))
+
+
+def label_index(labels: torch.Tensor) -> torch.Tensor:
+    """(B,) class ids of a batch's labels: as they are (multiclass, binary), the first label of multi-hot rows."""
+    return labels.long() if labels.dim() == 1 else labels.argmax(-1)
+
+
 @torch.inference_mode()
 def modality_shares(
-    model: nn.Module, objective: Objective, split: SplitData, preprocess: ImagePreprocessor, *, unk_id: int,
+    model: nn.Module, objective: Objective, split: SplitData, preprocess: ImagePreprocessor, *,
     batch_size: int = 256, limit: int | None = None, seed: int = 0,
 ) -> dict[str, torch.Tensor]:  # fmt: skip
     """Per row (all rows, or `limit` rows drawn at random with `seed`, in row order): image_share, phi_image,
     phi_text of the predicted label, and the row's true label index (multiclass / binary) as `label`."""
     device = next(model.parameters()).device
-    n = len(split.labels) if limit is None else min(limit, len(split.labels))
-    chosen = torch.randperm(len(split.labels), generator=torch.Generator().manual_seed(seed))[:n].sort().values
-    sub = split.subset(chosen) if n < len(split.labels) else split
+    sub = sampled(split, limit, seed)
+    n = len(sub.labels)
     loader = BatchLoader(sub, preprocess, batch_size=batch_size, shuffle=False, group_by_image=True)
     out = {k: torch.empty(n) for k in ("image_share", "phi_image", "phi_text")}
     out["label"] = torch.empty(n, dtype=torch.long)
     for batch in loader:
-        batch = batch.to(device)
-        target = objective.probabilities(model(batch).float()).argmax(-1)  # (B,) the predicted label
-        values = modality_shapley(model, objective, batch, target, unk_id=unk_id)
+        values = modality_shapley(model, objective, batch.to(device))  # of each row's predicted label
         rows = batch.index.cpu()
         out["image_share"][rows] = values.image_share.cpu()
         out["phi_image"][rows] = values.image.cpu()
         out["phi_text"][rows] = values.text.cpu()
-        labels = batch.label.cpu()
-        out["label"][rows] = labels.long() if labels.dim() == 1 else labels.argmax(-1)
+        out["label"][rows] = label_index(batch.label.cpu())
     return out
 
 
@@ -73,9 +81,9 @@ def mm_shap_shares(
     from vlfuse.explain.modality import token_patch_shapley
 
     device = next(model.parameters()).device
-    n = min(rows, len(split.labels))
-    chosen = torch.randperm(len(split.labels), generator=torch.Generator().manual_seed(seed))[:n].sort().values
-    loader = BatchLoader(split.subset(chosen), preprocess, batch_size=1, shuffle=False)
+    sub = sampled(split, rows, seed)
+    n = len(sub.labels)
+    loader = BatchLoader(sub, preprocess, batch_size=1, shuffle=False)
     out = {"image_share": torch.empty(n), "label": torch.empty(n, dtype=torch.long)}
     for batch in loader:
         batch = batch.to(device)
@@ -84,6 +92,5 @@ def mm_shap_shares(
             target = int(objective.probabilities(model(batch).float()).argmax(-1)[0])
         shap = token_patch_shapley(model, objective, batch, target, unk_id=unk_id, samples=samples, seed=seed + row)
         out["image_share"][row] = shap["image_share"]
-        label = batch.label.cpu()
-        out["label"][row] = int(label[0]) if label.dim() == 1 else int(label[0].argmax())
+        out["label"][row] = label_index(batch.label.cpu())[0]
     return out

@@ -53,11 +53,9 @@ def scores(model: nn.Module, objective: Objective, batch: Batch) -> Tensor:
 def log_odds(model: nn.Module, objective: Objective, batch: Batch) -> Tensor:
     """(B, num_labels) log(p / (1 − p)) of each label, in fp32: in the probabilities' order, without their rounding
     (a confident row's probability is 1.0 and its log-probability 0.0 in fp32; its log-odds is still exact)."""
+    if objective.kind != "multiclass":
+        return scores(model, objective, batch)  # binary [−z, z] and multilabel z already are log-odds
     logits = model(batch).float()  # (B, K)
-    if objective.kind == "binary":
-        return torch.cat([-logits, logits], dim=1)  # (B, 2)
-    if objective.kind == "multilabel":
-        return logits
     others = logits.unsqueeze(1).expand(-1, logits.shape[1], -1)  # (B, K, K): row k holds every logit
     eye = torch.eye(logits.shape[1], dtype=torch.bool, device=logits.device)  # (K, K)
     return logits - others.masked_fill(eye, float("-inf")).logsumexp(-1)  # (B, K): z_k − log Σ_{j≠k} e^{z_j}
@@ -73,20 +71,28 @@ def removed_pixels(pixels: Tensor) -> Tensor:
 
 def with_pixels(batch: Batch, pixels: Tensor) -> Batch:
     """The batch's one row repeated for each image of `pixels` (S, C, H, W): the text stays, the image changes."""
-    rows = len(pixels)
-    text_ids = batch.text_ids.expand(rows, -1) if batch.text_ids is not None else None  # (S, L)
-    text_mask = batch.text_mask.expand(rows, -1) if batch.text_mask is not None else None  # (S, L)
-    return replace(batch, image=pixels, text_ids=text_ids, text_mask=text_mask, image_index=None,
-                   image_present=None, text_present=None)  # fmt: skip
+    return _repeated(batch, len(pixels), image=pixels)
 
 
 def with_text(batch: Batch, text_ids: Tensor) -> Batch:
     """The batch's one row repeated for each row of `text_ids` (S, L): the image stays, the words change."""
-    rows = len(text_ids)
-    image = batch.image.expand(rows, -1, -1, -1) if batch.image is not None else None  # (S, C, H, W)
+    return _repeated(batch, len(text_ids), text_ids=text_ids)
+
+
+def _repeated(batch: Batch, rows: int, *, image: Tensor | None = None, text_ids: Tensor | None = None) -> Batch:
+    """The one row of `batch` as `rows` rows, with `image` (S, C, H, W) or `text_ids` (S, L) in place of its own."""
+    if image is None and batch.image is not None:
+        image = batch.image.expand(rows, -1, -1, -1)  # (S, C, H, W)
+    if text_ids is None and batch.text_ids is not None:
+        text_ids = batch.text_ids.expand(rows, -1)  # (S, L)
     text_mask = batch.text_mask.expand(rows, -1) if batch.text_mask is not None else None  # (S, L)
     return replace(batch, image=image, text_ids=text_ids, text_mask=text_mask, image_index=None,
                    image_present=None, text_present=None)  # fmt: skip
+
+
+def unk_id(run) -> int:
+    """The run's [UNK] id: what a removed token becomes (0 for a run without text, where no token is removed)."""
+    return run.tokenizer.unk_id if run.tokenizer is not None else 0
 
 
 def prepare_input(
@@ -99,7 +105,8 @@ def prepare_input(
     Raises:
         ValueError: no input, an input the model cannot do without is missing, or `label` is not one of the run's.
     """
-    batch = run.make_batch([image] if image is not None else None, [text] if text is not None else None)
+    raw = run.load_pixels(image) if image is not None and run.model.image_encoder is not None else None  # (C, H, W)
+    batch = run.make_batch([raw] if raw is not None else None, [text] if text is not None else None)
     device = next(run.model.parameters()).device
     batch = batch.to(device)
     with torch.inference_mode():
@@ -110,9 +117,6 @@ def prepare_input(
         target = run.label_names.index(label)
     else:
         raise ValueError(f"--label '{label}' is not one of the run's labels: {', '.join(run.label_names)}")
-    raw = None
-    if image is not None and batch.image is not None:
-        raw = run.load_pixels(image)  # (C, H, W) uint8
     tokens, positions = None, []
     if text is not None and batch.text_ids is not None:
         positions = torch.nonzero(batch.text_mask[0]).flatten().tolist()

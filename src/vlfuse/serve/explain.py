@@ -55,15 +55,19 @@ class ExplainResponse(BaseModel):
 
 
 def _source_run_dir(ctx: ServeContext) -> Path | None:
-    """The classify / moderate run behind the served predictor: its own run, or the run an ONNX export sits in."""
+    """The classify / moderate run behind the served predictor: its own run, or the run whose current export (made
+    from its present weights) is served — so explanations are of the model that predicts."""
+    from vlfuse.export.format import current_export
+
     p = ctx.predictor
     if p is None:
         return None
     run = getattr(p, "run", None)
     if run is not None:
         return run.path
-    parent = Path(p.path).parent
-    return parent if (parent / "config.yaml").is_file() and (parent / "model.safetensors").is_file() else None
+    parent = Path(p.path).resolve().parent
+    export = current_export(parent)
+    return parent if export is not None and export.resolve() == Path(p.path).resolve() else None
 
 
 def _explainable(ctx: ServeContext) -> bool:

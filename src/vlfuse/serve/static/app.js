@@ -125,12 +125,18 @@ function render(result) {
   $("answer").hidden = false;
 }
 
-async function predict(event) {
-  event.preventDefault();
+// A form with the chosen image and the text of input `textId`, each only when given.
+function imageTextForm(textId) {
   const body = new FormData();
   if (chosenFile) body.append("image", chosenFile, chosenFile.name);
-  const text = $("text-input").value.trim();
+  const text = $(textId).value.trim();
   if (text) body.append("text", text);
+  return body;
+}
+
+async function predict(event) {
+  event.preventDefault();
+  const body = imageTextForm("text-input");
   body.append("top_k", $("top-k").value);
   const payload = await post("/v1/predict", body, $("submit"));
   if (payload) render(payload);
@@ -169,10 +175,7 @@ function renderExplanation(result) {
 }
 
 async function explain() {
-  const body = new FormData();
-  if (chosenFile) body.append("image", chosenFile, chosenFile.name);
-  const text = $("text-input").value.trim();
-  if (text) body.append("text", text);
+  const body = imageTextForm("text-input");
   body.append("method", $("explain-method").value);
   const payload = await post("/v1/explain", body, $("explain-submit"));
   if (payload) renderExplanation(payload);
@@ -198,10 +201,7 @@ function renderVerdict(result) {
 
 async function moderate(event) {
   event.preventDefault();
-  const body = new FormData();
-  if (chosenFile) body.append("image", chosenFile, chosenFile.name);
-  const text = $("post-input").value.trim();
-  if (text) body.append("text", text);
+  const body = imageTextForm("post-input");
   const payload = await post("/v1/moderate", body, $("moderate-submit"));
   if (payload) renderVerdict(payload);
   else $("verdict").hidden = true;

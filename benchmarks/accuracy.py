@@ -5,6 +5,7 @@ preparation, as a user would see it) and reads the run directory it wrote.
 
     python benchmarks/accuracy.py easy_vqa          # default (also the best) and classic configs on easy-VQA
     python benchmarks/accuracy.py fashion_mnist     # Fashion-MNIST image-only and caption pairs
+    python benchmarks/accuracy.py video             # the default video config on moving-shapes (per question kind)
 
 Results: benchmarks/results/<suite>.json (cited in the README).
 """
@@ -29,6 +30,9 @@ SUITES = {
         "image_only": "configs/fashion_mnist.yaml",
         "pairs": "configs/fashion_mnist_pairs.yaml",
     },
+    "video": {
+        "default": "configs/video.yaml",
+    },
 }
 
 
@@ -47,6 +51,7 @@ def run_one(name: str, config: str, runs_root: Path) -> dict:
         "config": config,
         "test": metrics["test"],
         "val": metrics["val"],
+        **({"test_by_kind": metrics["test_by_kind"]} if "test_by_kind" in metrics else {}),  # video QA
         "wall_seconds": round(wall, 1),
         "data_seconds": summary["data_seconds"],
         "epochs": summary["epochs"],

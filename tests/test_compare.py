@@ -56,3 +56,36 @@ def test_compare_cli_tiny(tmp_path):
         assert 0 <= rows[method]["image_share"] <= 1 and -1 <= rows[method]["emap_gap"] <= 1
     assert "| image_only |" in table and "| — |" in table
     assert (out / "compare.png").stat().st_size > 1000
+
+
+def test_compare_temporal_modules_of_a_video_config(tmp_path):
+    """`--temporal` on a video config: every named module plus the order-blind baselines, with order-dependent and
+    appearance accuracy per method; a non-video config is refused."""
+    from tiny_configs import TINY_VIDEO
+
+    cfg = {**TINY_VIDEO, "train": {**TINY_VIDEO["train"], "epochs": 1}}
+    config = tmp_path / "tiny_video.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "cmp"
+    proc = subprocess.run(
+        [sys.executable, "-m", "vlfuse.cli", "compare", str(config), "--temporal", "gru", "--seeds", "1",
+         "--jobs", "2", "--out", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((out / "compare.json").read_text())
+    assert [m["method"] for m in results["methods"]] == ["gru", "mean", "middle_frame", "shuffled"]
+    assert results["compared"] == "temporal"
+    for row in results["methods"]:
+        order, appearance = row["by_kind"]["order"], row["by_kind"]["appearance"]
+        assert 0 <= order[0] <= 1 and 0 <= appearance[0] <= 1 and row["latency_ms"] > 0
+    configs = [yaml.safe_load((out / "runs" / f"{m}-seed0" / "config.yaml").read_text()) for m in ("gru", "mean")]
+    assert [c["model"]["temporal"]["name"] for c in configs] == ["gru", "mean"]
+    assert configs[0]["model"]["fusion"] == configs[1]["model"]["fusion"]  # only the temporal module changes
+    table = (out / "compare.md").read_text()
+    assert "order-dependent questions (%)" in table and "| shuffled |" in table
+    image_config = tmp_path / "vqa.yaml"
+    image_config.write_text(yaml.safe_dump(TINY_VQA))
+    refused = subprocess.run([sys.executable, "-m", "vlfuse.cli", "compare", str(image_config), "--temporal", "all"],
+                             capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert refused.returncode != 0 and "temporal modules of a video config" in " ".join(refused.stderr.split())

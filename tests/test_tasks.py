@@ -146,8 +146,35 @@ def _use_photo(run_dir: Path, cli, image: str) -> None:
     assert shown["ood"] == [None]  # the tiny run has no detector (tests/photo covers the shipped one's)
 
 
+def _use_video(run_dir: Path, cli, image: str) -> None:
+    """A clip of the run's own test data written as an mp4 and as a folder of PNG frames: the API and the CLI give
+    the same answer; an image where a clip is expected is a clear error."""
+    from PIL import Image
+
+    from vlfuse.data.video import write_video
+
+    run = vlfuse.load_run(run_dir)
+    test = run.split_data("test")
+    frames = test.images[test.image_index[0]].permute(0, 2, 3, 1).numpy()  # (T, H, W, C)
+    clip, folder = run_dir.parent / "clip.mp4", run_dir.parent / "frames"
+    write_video(clip, frames, fps=5)
+    folder.mkdir(exist_ok=True)
+    for k, frame in enumerate(frames):
+        Image.fromarray(frame).save(folder / f"{k:03d}.png")
+    question = test.texts[0]
+    for source in (clip, folder):
+        top = run.predict(video=source, text=question, top_k=3)
+        done = cli("predict", str(run_dir), "--video", str(source), "--text", question, "--json")
+        assert done.returncode == 0, done.stderr[-3000:]
+        shown = json.loads(done.stdout)
+        assert [p["label"] for p in shown] == [p.label for p in top] and len(top) == 3
+        assert [p["probability"] for p in shown] == pytest.approx([p.probability for p in top], abs=1e-5)
+    with pytest.raises(ValueError, match="video run"):
+        run.predict(image=image, text=question)
+
+
 USE = {"classify": _use_classify, "retrieval": _use_retrieval, "bridge": _use_bridge, "moderate": _use_moderate,
-       "photo": _use_photo}
+       "photo": _use_photo, "video": _use_video}
 
 
 @pytest.mark.parametrize("task", sorted(TASKS))

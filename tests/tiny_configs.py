@@ -80,7 +80,23 @@ TINY_PHOTO: dict[str, Any] = {
               "text_encoder": {"name": "minilm"}, "embed_dim": 384, "projection": "none", "learn_temperature": False},
 }  # fmt: skip
 
+TINY_VIDEO: dict[str, Any] = {
+    "task": "video",
+    "seed": 0,
+    "data": {"name": "moving-shapes", "image_size": 16, "options": {"clips": 60, "frames": 5}, "max_text_length": 12,
+             "video": {"frames": 4, "decoded_frames": 5, "sampling": "random"}},
+    "model": {
+        "image_encoder": {"name": "cnn", "channels": [8, 16]},
+        "temporal": {"name": "transformer", "dim": 16, "depth": 1, "heads": 2},
+        "text_encoder": {"name": "bow", "embed_dim": 16},
+        "fusion": {"name": "product", "dim": 32},
+        "head": {"name": "mlp", "hidden": [32]},
+    },
+    "train": {"epochs": 2, "batch_size": 32, "eval_batch_size": 128, "lr": 0.003, "threads": 1, "precision": "fp32",
+              "group_by_image": True},
+}  # fmt: skip
+
 TINY_CONFIGS: dict[str, dict[str, Any]] = {
     "classify": TINY_VQA, "retrieval": TINY_RETRIEVAL, "bridge": TINY_BRIDGE, "moderate": TINY_MODERATE,
-    "photo": TINY_PHOTO,
+    "photo": TINY_PHOTO, "video": TINY_VIDEO,
 }

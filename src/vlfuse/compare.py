@@ -28,7 +28,7 @@ from vlfuse.config import apply_overrides, config_to_dict
 from vlfuse.data.loader import BatchLoader
 from vlfuse.data.prepare import prepare_data
 from vlfuse.errors import ConfigError
-from vlfuse.registry import FUSIONS
+from vlfuse.registry import FUSIONS, TEMPORAL_MODULES
 from vlfuse.task import load_run, validate_config
 from vlfuse.threads import available_cores, choose_threads
 from vlfuse.train.runner import run_training
@@ -36,6 +36,7 @@ from vlfuse.train.runner import run_training
 log = logging.getLogger(__name__)
 
 BASELINES = ("image_only", "text_only")
+TEMPORAL_BASELINES = ("mean", "middle_frame", "shuffled")  # the order-blind temporal modules (video configs)
 # two-sided 95 % Student-t quantiles for 1..30 degrees of freedom (normal beyond)
 _T95 = [
     12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
@@ -61,11 +62,12 @@ class RunSpec:
     threads: int
 
 
-def method_config(base: ClassifyConfig, method: str, seed: int, threads: int) -> dict[str, Any]:
-    """The base config with another fusion (its own defaults, or the base's settings if it is the same fusion)."""
+def method_config(base: ClassifyConfig, method: str, seed: int, threads: int, part: str = "fusion") -> dict[str, Any]:
+    """The base config with another fusion — or, with part="temporal", another temporal module — at its own defaults,
+    or the base's settings if it is the same one."""
     raw = config_to_dict(base)
-    fusion = raw["model"]["fusion"] if raw["model"]["fusion"]["name"] == method else {"name": method}
-    return apply_overrides(raw, {"model.fusion": fusion, "seed": seed, "train.threads": threads})
+    component = raw["model"][part] if raw["model"][part]["name"] == method else {"name": method}
+    return apply_overrides(raw, {f"model.{part}": component, "seed": seed, "train.threads": threads})
 
 
 def _latency_ms(run, samples: int = 30) -> float:
@@ -107,44 +109,57 @@ def _train_one(spec: RunSpec) -> dict[str, Any]:
     wall = time.perf_counter() - start
     history = [json.loads(line) for line in (Path(spec.run_dir) / "metrics.jsonl").read_text().splitlines()]
     run = load_run(spec.run_dir)  # once, for the latency and the fusion-use measurements
+    temporal = "temporal" in spec.config["model"]  # a video run: its fusion use is not measured (clips, not images)
     return {
         "method": spec.method,
         "seed": spec.seed,
         "test": summary["metrics"]["test"],
+        "test_by_kind": summary["metrics"].get("test_by_kind", {}),  # video QA: order vs appearance questions
         "parameters": summary["parameters"],
         "train_seconds": round(sum(r["train_seconds"] for r in history), 2),
         "wall_seconds": round(wall, 2),
         "train_samples_per_s": round(statistics.fmean(r["train_samples_per_s"] for r in history), 1),
         "latency_ms": round(_latency_ms(run), 3),
-        **_fusion_use(run),
+        **({"image_share": None, "emap_gap": None} if temporal else _fusion_use(run)),
     }
 
 
-def resolve_methods(fusions: str) -> list[str]:
-    names = [n for n in FUSIONS.names() if n not in BASELINES] if fusions == "all" else fusions.split(",")
-    for name in names:
-        FUSIONS.config_class(name)  # raises ConfigError naming the registered fusions
-    return [n for n in names if n not in BASELINES] + list(BASELINES)
+def resolve_methods(names: str, registry=FUSIONS, baselines: tuple[str, ...] = BASELINES) -> list[str]:
+    """The methods to compare ("all" or comma-separated names of `registry`), the baselines last and always in."""
+    chosen = [n for n in registry.names() if n not in baselines] if names == "all" else names.split(",")
+    for name in chosen:
+        registry.config_class(name)  # raises ConfigError naming the registered ones
+    return [n for n in chosen if n not in baselines] + list(baselines)
 
 
 def run_comparison(
-    base: ClassifyConfig, *, fusions: str, seeds: int, out_dir: Path, jobs: int | None = None
-) -> dict[str, Any]:
-    """Train every method × seed, aggregate and write compare.{json,md,png} into `out_dir`.
+    base: ClassifyConfig, *, fusions: str, seeds: int, out_dir: Path, jobs: int | None = None,
+    temporal: str | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Train every method × seed, aggregate and write compare.{json,md,png} into `out_dir`. The methods are fusions,
+    or with `temporal` ("all" or names; video configs) the temporal modules, the order-blind ones as baselines.
 
     Raises:
-        ConfigError: `base` is not a classify config (fusions are compared on classification).
+        ConfigError: `base` is not a classify (or video) config, or `temporal` is given for a config without video.
     """
     if not isinstance(base, ClassifyConfig):
         raise ConfigError(f"vlfuse compare trains fusions of a classify config; this config is task '{base.task}'")
+    if temporal is not None and not hasattr(base.model, "temporal"):
+        raise ConfigError(f"--temporal compares the temporal modules of a video config; this config is task "
+                          f"'{base.task}'")  # fmt: skip
     cores = available_cores()
     jobs = jobs or min(cores, 2)
     threads, why = choose_threads(share=jobs)  # the free cores, split between the jobs
     log.info("threads per job: %s", why)
-    methods = resolve_methods(fusions)
+    if temporal is not None:
+        part, baselines, methods = "temporal", TEMPORAL_BASELINES, resolve_methods(temporal, TEMPORAL_MODULES,
+                                                                                   TEMPORAL_BASELINES)  # fmt: skip
+    else:
+        part, baselines, methods = "fusion", BASELINES, resolve_methods(fusions)
     out_dir.mkdir(parents=True, exist_ok=True)
     specs = [
-        RunSpec(m, s, method_config(base, m, base.seed + s, threads), str(out_dir / "runs" / f"{m}-seed{s}"), threads)
+        RunSpec(m, s, method_config(base, m, base.seed + s, threads, part), str(out_dir / "runs" / f"{m}-seed{s}"),
+                threads)  # fmt: skip
         for m in methods
         for s in range(seeds)
     ]
@@ -156,10 +171,11 @@ def run_comparison(
             runs = list(pool.map(_train_one, specs))
     total = time.perf_counter() - start
     metric = "f1_micro" if base.data.objective == "multilabel" else "accuracy"
-    table = aggregate(runs, methods, metric)
+    table = aggregate(runs, methods, metric, baselines)
     results = {
         "dataset": base.data.name, "metric": metric, "seeds": seeds, "jobs": jobs, "threads_per_job": threads,
-        "total_seconds": round(total, 1), "methods": table, "runs": runs,
+        "total_seconds": round(total, 1), "compared": part, "baselines": list(baselines), "methods": table,
+        "runs": runs,
     }  # fmt: skip
     (out_dir / "compare.json").write_text(json.dumps(results, indent=1) + "\n")
     (out_dir / "compare.md").write_text(markdown_table(results) + "\n")
@@ -167,11 +183,15 @@ def run_comparison(
     return results
 
 
-def aggregate(runs: list[dict[str, Any]], methods: list[str], metric: str) -> list[dict[str, Any]]:
+def aggregate(
+    runs: list[dict[str, Any]], methods: list[str], metric: str, baselines: tuple[str, ...] = BASELINES
+) -> list[dict[str, Any]]:  # fmt: skip
     rows = []
     for method in methods:
         mine = [r for r in runs if r["method"] == method]
         mean, ci = mean_ci95([r["test"][metric] for r in mine])
+        kinds = {k for r in mine for k in r.get("test_by_kind", {})}
+        by_kind = {k: mean_ci95([r["test_by_kind"][k] for r in mine]) for k in sorted(kinds)}  # kind → (mean, ci)
         rows.append({
             "method": method, "mean": mean, "ci95": ci, "parameters": mine[0]["parameters"],
             "train_seconds": statistics.fmean(r["train_seconds"] for r in mine),
@@ -179,8 +199,9 @@ def aggregate(runs: list[dict[str, Any]], methods: list[str], metric: str) -> li
             "latency_ms": statistics.fmean(r["latency_ms"] for r in mine),
             "image_share": _mean_or_none([r.get("image_share") for r in mine]),
             "emap_gap": _mean_or_none([r.get("emap_gap") for r in mine]),
+            "by_kind": by_kind,
         })  # fmt: skip
-    best_unimodal = max(r["mean"] for r in rows if r["method"] in BASELINES)
+    best_unimodal = max(r["mean"] for r in rows if r["method"] in baselines)
     for row in rows:
         row["gain_over_best_unimodal"] = row["mean"] - best_unimodal
     return rows
@@ -195,7 +216,34 @@ def _points(value: float | None, sign: bool = False) -> str:
     return "—" if value is None else f"{100 * value:+.1f}" if sign else f"{100 * value:.0f}"
 
 
+def _ci(value: tuple[float, float] | None) -> str:
+    return "—" if value is None else f"{100 * value[0]:.2f} ± {100 * value[1]:.2f}"
+
+
+def temporal_table(results: dict[str, Any]) -> str:
+    """The markdown table of a comparison of temporal modules: overall, order-dependent and appearance accuracy."""
+    metric, jobs, threads = results["metric"], results["jobs"], results["threads_per_job"]
+    lines = [
+        f"Test {metric} on `{results['dataset']}` per temporal module, mean ± 95 % CI over {results['seeds']} seed(s); "
+        f"{jobs} parallel job(s) × {threads} thread(s), total {results['total_seconds']:.0f} s. Order-blind baselines: "
+        f"{', '.join(results['baselines'])}.",
+        "",
+        f"| temporal module | {metric} (%) | order-dependent questions (%) | appearance questions (%) | gain vs best "
+        "order-blind (points) | parameters | train time (s) | train samples/s | latency (ms/sample) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in sorted(results["methods"], key=lambda r: -r["mean"]):
+        kinds = r.get("by_kind", {})
+        cost = f"{r['parameters']:,} | {r['train_seconds']:.0f} | {r['train_samples_per_s']:,.0f}"
+        lines.append(f"| {r['method']} | {_ci((r['mean'], r['ci95']))} | {_ci(kinds.get('order'))} | "
+                     f"{_ci(kinds.get('appearance'))} | {100 * r['gain_over_best_unimodal']:+.2f} | {cost} | "
+                     f"{r['latency_ms']:.2f} |")  # fmt: skip
+    return "\n".join(lines)
+
+
 def markdown_table(results: dict[str, Any]) -> str:
+    if results.get("compared") == "temporal":
+        return temporal_table(results)
     metric, jobs, threads = results["metric"], results["jobs"], results["threads_per_job"]
     lines = [
         f"Test {metric} on `{results['dataset']}`, mean ± 95 % CI over {results['seeds']} seed(s); "
@@ -225,7 +273,8 @@ def plot_comparison(results: dict[str, Any], path: Path) -> None:
 
     rows = sorted(results["methods"], key=lambda r: r["mean"])
     fig, ax = plt.subplots(figsize=(7, 0.4 * len(rows) + 1.5))
-    colors = ["tab:gray" if r["method"] in BASELINES else "tab:blue" for r in rows]
+    baselines = results.get("baselines", BASELINES)
+    colors = ["tab:gray" if r["method"] in baselines else "tab:blue" for r in rows]
     ax.barh([r["method"] for r in rows], [100 * r["mean"] for r in rows], xerr=[100 * r["ci95"] for r in rows],
             color=colors, capsize=3)  # fmt: skip
     ax.set(xlabel=f"test {results['metric']} (%)", title=f"{results['dataset']}: {results['seeds']} seed(s), 95 % CI")

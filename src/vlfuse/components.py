@@ -10,3 +10,4 @@ import vlfuse.classify  # noqa: F401
 import vlfuse.moderate  # noqa: F401
 import vlfuse.photo  # noqa: F401
 import vlfuse.retrieval  # noqa: F401
+import vlfuse.video  # noqa: F401

@@ -82,6 +82,37 @@ class DataConfig(Section):
         return v
 
 
+class VideoSettings(Section):
+    """How clips are decoded (`vlfuse.data.video`) and which of their frames a model sees."""
+
+    frames: int = Field(8, ge=1, le=256)  # frames the model sees per clip (T)
+    decoded_frames: int | None = Field(None, ge=1, le=1024)  # frames kept per clip in memory, spread uniformly over
+    # the clip (tables); None: `frames`. More than `frames` lets `sampling: random` pick different ones each epoch
+    sampling: Literal["uniform", "random"] = "uniform"  # training's choice of `frames` among the kept frames:
+    # uniform (evenly spaced, always the same) or random (one at random in each of `frames` equal segments, in order);
+    # evaluation and prediction always take the uniform ones
+    fps: float | None = Field(None, gt=0)  # decode frames 1/fps s apart (a window centred in the clip) instead of
+    # spreading them over the whole clip
+    max_file_mb: float = Field(512.0, gt=0)  # clips over these limits are refused (bad rows: see data.on_error)
+    max_side: int = Field(4096, ge=1)  # pixels, width or height of the stream
+    max_duration: float = Field(600.0, gt=0)  # seconds
+    max_frames: int = Field(36_000, ge=1)  # frames in the stream
+
+    @property
+    def kept_frames(self) -> int:
+        return self.decoded_frames or self.frames
+
+
+class VideoDataConfig(DataConfig):
+    """The data section of a video config: clips (a built-in set, or a table whose `video_column` holds video files
+    — mp4, webm, avi, mov, mkv, gif — or folders of frame images) instead of images; `image_size` is the frame side."""
+
+    name: str = "moving-shapes"
+    video_column: str = "video"  # tables: the column of clip paths (relative paths resolve against the table's folder)
+    image_size: int = Field(32, ge=8, le=1024)
+    video: VideoSettings = Field(default_factory=VideoSettings)
+
+
 class ModelConfig(Section):
     """The model is composed from registered components; sizes between them are derived at build time."""
 

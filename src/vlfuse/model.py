@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -247,6 +248,7 @@ def build_model(
     pad_id: int | None,
     max_length: int | None,
     num_outputs: int,
+    wrap_image_encoder: Callable[[nn.Module], nn.Module] | None = None,
 ) -> MultimodalModel:
     """Build encoders, fusion and head from the registries, threading the derived sizes between them.
 
@@ -264,6 +266,8 @@ def build_model(
         pad_id: tokenizer padding id (None when the data has no text).
         max_length: padded text length in tokens (None or 0 when the data has no text).
         num_outputs: logits per sample (1 for binary tasks).
+        wrap_image_encoder: turns the built image encoder into the image side the fusion reads (the video task wraps
+            it as a per-frame tower followed by a temporal module); None: the image encoder itself.
 
     Raises:
         ConfigError: the fusion needs a modality that has no encoder, or an encoder is set for absent data.
@@ -285,6 +289,8 @@ def build_model(
         if not in_channels or not image_size:
             raise ConfigError("model.image_encoder is set (the fusion reads images) but the data has no images")
         image_encoder = IMAGE_ENCODERS.build(model_cfg.image_encoder, in_channels=in_channels, image_size=image_size)
+        if wrap_image_encoder is not None:
+            image_encoder = wrap_image_encoder(image_encoder)
     if "text" in needs:
         if not vocab_size or pad_id is None or not max_length:
             raise ConfigError("model.text_encoder is set (the fusion reads text) but the data has no text")

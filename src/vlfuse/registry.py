@@ -126,3 +126,4 @@ IMAGE_ENCODERS = Registry("image encoder", "vlfuse.encoders.image")
 TEXT_ENCODERS = Registry("text encoder", "vlfuse.encoders.text")
 FUSIONS = Registry("fusion", "vlfuse.fusion")
 HEADS = Registry("head", "vlfuse.heads")
+TEMPORAL_MODULES = Registry("temporal module", "vlfuse.encoders.temporal")  # over per-frame features of a video

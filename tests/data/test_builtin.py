@@ -17,7 +17,8 @@ FM_CFG = DataConfig(name="fashion-mnist", image_size=28, channels=1)
 
 
 def test_registry_names() -> None:
-    assert set(BUILTIN_DATASETS) == {"easy-vqa", "fashion-mnist", "fashion-mnist-pairs", "marketplace", "tuxpaint"}
+    assert set(BUILTIN_DATASETS) == {"easy-vqa", "fashion-mnist", "fashion-mnist-pairs", "marketplace", "tuxpaint",
+                                     "moving-shapes"}
     with pytest.raises(DataError, match="unknown dataset 'mnist'; built-in datasets: easy-vqa"):
         load_builtin("mnist", "train", FM_CFG)
     with pytest.raises(DataError, match="unknown split 'dev'"):

@@ -52,6 +52,7 @@ class ClassifyRun:
     """A trained run directory, ready to predict; needs nothing but the directory."""
 
     task = "classify"
+    preprocessor_class: type[ImagePreprocessor] = ImagePreprocessor  # stored pixels → model input
 
     def __init__(
         self, path: Path, cfg: ClassifyConfig, objective: Objective, label_names: list[str], model, tokenizer
@@ -62,7 +63,7 @@ class ClassifyRun:
         self.label_names = label_names
         self.model = model
         self.tokenizer = tokenizer
-        self.preprocess = ImagePreprocessor(cfg.data, augment=False)
+        self.preprocess = self.preprocessor_class(cfg.data, augment=False)
         self._warned_untrained: set[str] = set()  # modalities already warned about (once per run, not per request)
 
     @classmethod
@@ -74,10 +75,15 @@ class ClassifyRun:
         tokenizer = TextTokenizer.load(path / "tokenizer.json") if (path / "tokenizer.json").is_file() else None
         kind = labels.get("objective", labels.get("task"))  # runs written before the task registry say "task"
         objective = Objective(kind, len(labels["label_names"]))
-        model = build_classifier(cfg, tokenizer, objective.num_outputs)
+        model = cls.build_network(cfg, tokenizer, objective.num_outputs)
         load_model_weights(model, path / WEIGHTS)
         model.to(device).eval()
         return cls(path, cfg, objective, labels["label_names"], model, tokenizer)
+
+    @staticmethod
+    def build_network(cfg: ClassifyConfig, tokenizer: TextTokenizer | None, num_outputs: int) -> MultimodalModel:
+        """The run's model before its weights are loaded."""
+        return build_classifier(cfg, tokenizer, num_outputs)
 
     @property
     def metrics(self) -> dict[str, Any]:

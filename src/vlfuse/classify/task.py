@@ -68,6 +68,10 @@ class ClassifyTask(TrainingTask):
             data.tokenizer.save(run_dir / "tokenizer.json")
         (run_dir / "data_issues.json").write_text(json.dumps([i.__dict__ for i in data.issues], indent=1))
 
+    def preprocessor(self, *, augment: bool) -> ImagePreprocessor:
+        """How the data's stored pixels become model input (the video task picks frames too)."""
+        return ImagePreprocessor(self.cfg.data, augment=augment)
+
     def build(self) -> nn.Module:
         model = build_classifier(self.cfg, self.data.tokenizer, self.objective.num_outputs).to(self.ctx.device)
         attach_cached_features(self.cfg, model, self.data)
@@ -76,7 +80,7 @@ class ClassifyTask(TrainingTask):
     def stages(self, model: nn.Module) -> list[Stage]:
         cfg, data, objective, dist = self.cfg, self.data, self.objective, self.ctx.dist
         loader = BatchLoader(
-            data.train, ImagePreprocessor(cfg.data, augment=True), batch_size=cfg.train.batch_size, shuffle=True,
+            data.train, self.preprocessor(augment=True), batch_size=cfg.train.batch_size, shuffle=True,
             seed=cfg.seed, rank=dist.rank, world_size=dist.world_size, drop_last=True,
             group_by_image=cfg.train.group_by_image,
         )  # fmt: skip
@@ -93,7 +97,7 @@ class ClassifyTask(TrainingTask):
         return [Stage("classify", cfg.train, loader, loss, evaluate, objective.primary_metric)]
 
     def _score(self, model: nn.Module, split) -> tuple[dict[str, float], torch.Tensor]:
-        return evaluate_split(model, split, self.objective, ImagePreprocessor(self.cfg.data, augment=False),
+        return evaluate_split(model, split, self.objective, self.preprocessor(augment=False),
                               batch_size=self.cfg.train.eval_batch_size, device=self.ctx.device)  # fmt: skip
 
     def summary(self) -> dict[str, Any]:

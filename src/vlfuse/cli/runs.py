@@ -182,31 +182,38 @@ def _print_robustness(run, split: str, json_: bool) -> None:
 
 @app.command()
 def predict(
-    run: Annotated[str, typer.Argument(help="classify run directory")],
+    run: Annotated[str, typer.Argument(help="classify, moderate or video run directory")],
     image: Annotated[Path | None, typer.Option(help="image file")] = None,
     text: Annotated[str | None, typer.Option(help="text / question")] = None,
+    video: Annotated[Path | None, typer.Option(help="video file or folder of frame images (video runs)")] = None,
     top_k: Annotated[int, typer.Option(min=1, help="how many labels to show")] = 3,
     json_: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
     backend: Annotated[
         str, typer.Option(help="auto (the run's ONNX export when made from its present weights, else torch), torch")
     ] = "auto",
 ) -> None:
-    """Top-k labels with probabilities for one image + text.
+    """Top-k labels with probabilities for one image (or clip, for a video run) + text.
 
     With a current ONNX export in RUN/onnx (`vlfuse export RUN`, or the first `vlfuse serve RUN`) the prediction runs
     on onnxruntime without importing torch, which starts several times faster."""
     if backend not in ("auto", "torch"):
         raise typer.BadParameter(f"unknown backend '{backend}'; expected auto or torch", param_hint="--backend")
-    preds = _predict_onnx(Path(run), image, text, top_k) if backend == "auto" else None
+    if image is not None and video is not None:
+        raise typer.BadParameter("give --image or --video, not both", param_hint="--video")
+    preds = _predict_onnx(Path(run), image, text, top_k) if backend == "auto" and video is None else None
     if preds is None:
         from vlfuse.task import load_run_for
 
-        preds = [(p.label, p.probability) for p in load_run_for(run, "predict").predict(image=image, text=text,
-                                                                                           top_k=top_k)]  # fmt: skip
+        loaded = load_run_for(run, "predict")
+        if video is not None and loaded.task != "video":
+            raise typer.BadParameter(f"'{run}' is a '{loaded.task}' run; --video needs a video run",
+                                     param_hint="--video")  # fmt: skip
+        found = loaded.predict(video if video is not None else image, text, top_k=top_k)
+        preds = [(p.label, p.probability) for p in found]
     if json_:
         print(json.dumps([{"label": label, "probability": probability} for label, probability in preds]))
         return
-    table = Table(title=f"{image} | {text}")
+    table = Table(title=f"{video or image} | {text}")
     table.add_column("label")
     table.add_column("probability", justify="right")
     for label, probability in preds:
@@ -230,7 +237,7 @@ def _predict_onnx(run: Path, image: Path | None, text: str | None, top_k: int) -
 def list_components() -> None:
     """Registered tasks, encoders, fusions, heads and built-in datasets."""
     from vlfuse.data.builtin import BUILTIN_NAMES
-    from vlfuse.registry import FUSIONS, HEADS, IMAGE_ENCODERS, TEXT_ENCODERS
+    from vlfuse.registry import FUSIONS, HEADS, IMAGE_ENCODERS, TEMPORAL_MODULES, TEXT_ENCODERS
     from vlfuse.task import TASKS
 
     tasks = Table(title="vlfuse tasks (the `task` key of a config)")
@@ -242,7 +249,7 @@ def list_components() -> None:
     table = Table(title="vlfuse components")
     table.add_column("kind")
     table.add_column("names")
-    for reg in (IMAGE_ENCODERS, TEXT_ENCODERS, FUSIONS, HEADS):
+    for reg in (IMAGE_ENCODERS, TEXT_ENCODERS, FUSIONS, HEADS, TEMPORAL_MODULES):
         table.add_row(reg.kind + "s", ", ".join(reg.names()))
     table.add_row("built-in datasets", ", ".join(sorted(BUILTIN_NAMES)))
     console.print(table)
@@ -254,8 +261,9 @@ def data_show(
     set_: Annotated[list[str] | None, typer.Option("--set", help="override a data key: --set data.limit=100")] = None,
     out: Annotated[Path, typer.Option(help="PNG grid of samples")] = Path("samples.png"),
 ) -> None:
-    """Counts, label balance and a PNG grid of samples."""
-    from vlfuse.config import DataConfig, apply_overrides
+    """Counts, label balance and a PNG grid of samples (for clips, each sample's frame strip)."""
+    from vlfuse.config import DataConfig, VideoDataConfig, apply_overrides
+    from vlfuse.data.builtin import VIDEO_BUILTINS
     from vlfuse.data.prepare import prepare_data
     from vlfuse.data.show import save_sample_grid, summarize
     from vlfuse.task import load_config
@@ -265,7 +273,8 @@ def data_show(
         data_cfg, seed = cfg.data, cfg.seed
     else:
         raw = apply_overrides({"data": {"name": name}}, set_ or [])
-        data_cfg, seed = DataConfig.model_validate(raw["data"]), 0
+        section = VideoDataConfig if name in VIDEO_BUILTINS else DataConfig
+        data_cfg, seed = section.model_validate(raw["data"]), 0
     data = prepare_data(data_cfg, seed=seed)
     summary = summarize(data)
     console.print_json(json.dumps(summary, default=str))
@@ -283,14 +292,18 @@ def compare(
     ] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="override a key for every run")] = None,
     out: Annotated[Path | None, typer.Option(help="output folder (default runs/compare-<config>)")] = None,
+    temporal: Annotated[
+        str | None, typer.Option(help="video configs: compare temporal modules instead of fusions ('all' or names)")
+    ] = None,
 ) -> None:
-    """Train every fusion and both unimodal baselines with N seeds; table, JSON and bar chart with 95 % CIs."""
+    """Train every fusion and both unimodal baselines (or, with --temporal, every temporal module and the order-blind
+    baselines) with N seeds; table, JSON and bar chart with 95 % CIs."""
     from vlfuse.compare import markdown_table, run_comparison
     from vlfuse.task import load_config
 
     cfg = load_config(config, set_ or None)
     out = out or Path("runs") / f"compare-{config.stem}"
-    results = run_comparison(cfg, fusions=fusions, seeds=seeds, out_dir=out, jobs=jobs)
+    results = run_comparison(cfg, fusions=fusions, seeds=seeds, out_dir=out, jobs=jobs, temporal=temporal)
     console.print(markdown_table(results))
     console.print(f"written: {out / 'compare.md'}, {out / 'compare.json'}, {out / 'compare.png'}")
 

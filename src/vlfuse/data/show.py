@@ -57,30 +57,50 @@ def summarize(prepared: PreparedData) -> dict[str, Any]:
     }
 
 
-def save_sample_grid(split: SplitData, label_names: list[str], path: str | Path, n: int = 16) -> Path:
-    """Save a PNG grid of `n` rows spread evenly over the split: image, wrapped text and label."""
+def frame_strip(clip: Tensor) -> np.ndarray:
+    """A clip's frames side by side, one-pixel white gaps between them: (T, C, H, W) → (H, T·(W+1)−1, C) uint8; an
+    image (C, H, W) → (H, W, C)."""
+    if clip.ndim == 3:
+        return clip.permute(1, 2, 0).numpy()  # (H, W, C)
+    t, c, h, w = clip.shape
+    strip = np.full((h, t * (w + 1) - 1, c), 255, dtype=np.uint8)  # (H, T·(W+1)−1, C)
+    for k, frame in enumerate(clip.numpy()):
+        strip[:, k * (w + 1) : k * (w + 1) + w] = frame.transpose(1, 2, 0)  # (H, W, C)
+    return strip
+
+
+def save_sample_grid(
+    split: SplitData, label_names: list[str], path: str | Path, n: int = 16, *, rows: list[int] | None = None,
+    notes: list[str] | None = None,
+) -> Path:  # fmt: skip
+    """Save a PNG grid of samples — `rows`, or `n` rows spread evenly over the split: image (a clip: its frame
+    strip), wrapped text, label and an optional note per row (e.g. the prediction)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     total = len(split)
-    rows = np.unique(np.linspace(0, total - 1, num=min(n, total)).round().astype(int)) if total else []
-    cols = max(1, min(4, len(rows)))
+    if rows is None:
+        rows = np.unique(np.linspace(0, total - 1, num=min(n, total)).round().astype(int)) if total else []
+    rows = np.asarray(rows, dtype=int)
+    clips = split.images is not None and split.images.ndim == 5
+    cols = max(1, min(2 if clips else 4, len(rows)))
     grid_rows = max(1, -(-len(rows) // cols))
-    fig = Figure(figsize=(3.0 * cols, 3.4 * grid_rows))
+    fig = Figure(figsize=(7.0 * cols, 1.6 * grid_rows) if clips else (3.0 * cols, 3.4 * grid_rows))
     FigureCanvasAgg(fig)
-    names = row_label_names(split.labels[rows], label_names) if split.labels is not None and total else []
+    names = row_label_names(split.labels[rows], label_names) if split.labels is not None and len(rows) else []
     for k, r in enumerate(rows):
         ax = fig.add_subplot(grid_rows, cols, k + 1)
         ax.set_axis_off()
         if split.images is not None and split.image_index is not None:
-            image = split.images[split.image_index[r]].permute(1, 2, 0).numpy()  # (C, H, W) -> (H, W, C)
+            image = frame_strip(split.images[split.image_index[r]])  # (H, W', C)
             if image.shape[2] == 1:
                 ax.imshow(image[:, :, 0], cmap="gray", vmin=0, vmax=255)
             else:
                 ax.imshow(image)
-        caption = textwrap.fill(split.texts[r], 32) if split.texts and split.texts[r] else ""
+        caption = textwrap.fill(split.texts[r], 64 if clips else 32) if split.texts and split.texts[r] else ""
         label = f"→ {names[k]}" if names else ""
-        ax.set_title("\n".join(p for p in (caption, label) if p), fontsize=8)
+        note = notes[k] if notes else ""
+        ax.set_title("\n".join(p for p in (caption, label, note) if p), fontsize=8)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from vlfuse.config import DataConfig
+from vlfuse.config import DataConfig, VideoDataConfig
 from vlfuse.data.builtin import BUILTIN_DATASETS, load_builtin
 from vlfuse.data.labels import format_names, label_vocabulary, unknown_labels
 from vlfuse.data.splits import DataIssue, RawSplit, sample_rows
@@ -30,6 +30,8 @@ def load_source(cfg: DataConfig, which: str) -> RawSplit | None:
         path = table_path(cfg, which, "a CSV, JSONL or Parquet file")
         if path is None:
             return None
+        if isinstance(cfg, VideoDataConfig):
+            return load_video_table(path, cfg, limit=limit)
         return load_table_split(path, cfg, limit=limit, seed=cfg.split_seed)
     if cfg.name not in BUILTIN_DATASETS:
         raise DataError(f"unknown data.name {cfg.name!r}; expected 'table' or one of {', '.join(BUILTIN_DATASETS)}")
@@ -41,6 +43,21 @@ def load_source(cfg: DataConfig, which: str) -> RawSplit | None:
         groups = None if raw.image_index is None else raw.image_index.numpy()
         raw = raw.select(sample_rows(len(raw), limit, cfg.split_seed, groups))
     return raw
+
+
+def load_video_table(source, cfg: VideoDataConfig, *, limit: int | None = None, with_labels: bool = True) -> RawSplit:
+    """A table whose `data.video_column` names clips (video files or folders of frames): each distinct clip decoded
+    once to `data.video.kept_frames` frames — (M, F, C, S, S) uint8 — bad clips reported by row like bad images."""
+    from functools import partial
+
+    from vlfuse.data.video import limits_of, load_videos
+
+    video = cfg.video
+    decode = partial(load_videos, frames=video.kept_frames, size=cfg.image_size, channels=cfg.channels, fps=video.fps,
+                     limits=limits_of(video), fit=cfg.fit)  # fmt: skip
+    as_media = cfg.model_copy(update={"image_column": cfg.video_column})  # the table reader's media column
+    return load_table_split(source, as_media, limit=limit, seed=cfg.split_seed, with_labels=with_labels,
+                            decode=decode)  # fmt: skip
 
 
 def label_vocabulary_of(raw: RawSplit, objective: str) -> list[str]:

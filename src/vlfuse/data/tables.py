@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,9 @@ _FORMATS[".pq"] = "parquet"
 _COMPRESSION = (".gz", ".bz2", ".xz", ".zst", ".zip")
 DATAFRAME = "<DataFrame>"
 UNDECODABLE = "vlfuse_undecodable"  # DataFrame.attrs key: the encoding some of the file's bytes were not valid in
+# paths → (decoded (M, ...) uint8 tensor, position → DataError): how a table's media cells are decoded (images by
+# default; clips for video data)
+Decoder = Callable[[list[str]], tuple[torch.Tensor, dict[int, DataError]]]
 
 
 def table_format(path: Path) -> str:
@@ -180,8 +183,9 @@ def table_to_raw(
     file: str,
     base_dir: str | Path,
     with_labels: bool = True,
+    decode: Decoder | None = None,
 ) -> RawSplit:
-    """Validate rows and decode images (each distinct resolved path once).
+    """Validate rows and decode images (each distinct resolved path once; `decode` for other media, e.g. clips).
 
     Row numbers come from the DataFrame index (0-based positions in the source) + 1.
 
@@ -223,7 +227,10 @@ def table_to_raw(
     if image_col:
         stop = len(df) if cfg.on_error == "skip" or not problems else min(problems) + 1  # raise: decode up to it
         todo = list(dict.fromkeys(p for p in paths[:stop] if p is not None))
-        decoded, errors = load_images(todo, size=cfg.image_size, channels=cfg.channels)  # (U, C, S, S)
+        if decode is None:
+            decoded, errors = load_images(todo, size=cfg.image_size, channels=cfg.channels)  # (U, C, S, S)
+        else:
+            decoded, errors = decode(todo)  # (U, ...)
         slot = {p: i for i, p in enumerate(todo)}
         for pos in range(stop):
             p = paths[pos]
@@ -243,7 +250,7 @@ def table_to_raw(
     if image_col:
         used = list(dict.fromkeys(paths[pos] for pos in keep))
         where = {p: i for i, p in enumerate(used)}
-        images = decoded[torch.tensor([slot[p] for p in used])]  # (M, C, S, S)
+        images = decoded[torch.tensor([slot[p] for p in used])]  # (M, C, S, S) or clips (M, F, C, S, S)
         image_index = torch.tensor([where[paths[pos]] for pos in keep], dtype=torch.long)  # (N,)
         sources = [p for p in used if p is not None]
     return RawSplit(
@@ -268,6 +275,7 @@ def load_table_split(
     limit: int | None = None,
     seed: int = 0,
     with_labels: bool = True,
+    decode: Decoder | None = None,
 ) -> RawSplit:
     """Read a table and turn it into a RawSplit.
 
@@ -278,6 +286,7 @@ def load_table_split(
             directory for a DataFrame. Paths must stay inside `cfg.root` (default: this folder); see `_image_paths`.
         limit: keep at most this many rows, a random sample (by `seed`) kept in table order, chosen before decoding.
         with_labels: False to read a table without a label column (prediction).
+        decode: how the media cells are decoded (default: images at cfg.image_size).
     """
     df = read_table(source, cfg.encoding)
     if isinstance(source, pd.DataFrame):
@@ -288,4 +297,4 @@ def load_table_split(
         groups = df[cfg.image_column].astype(str).to_numpy() if cfg.image_column in df.columns else None
         df = df.iloc[sample_rows(len(df), limit, seed, groups)]
         log.info("%s: using %d of its rows (limit)", file, limit)
-    return table_to_raw(df, cfg, file=file, base_dir=os.path.abspath(folder), with_labels=with_labels)
+    return table_to_raw(df, cfg, file=file, base_dir=os.path.abspath(folder), with_labels=with_labels, decode=decode)

@@ -1,15 +1,18 @@
-"""Batched image preprocessing on tensors: uint8 → float, train-time augmentation (kornia), normalisation."""
+"""Batched image preprocessing on tensors: uint8 → float, train-time augmentation (kornia), normalisation; for clips
+also the choice of the frames a model sees (`VideoPreprocessor`)."""
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
 
-from vlfuse.config import AugmentConfig, DataConfig
+from vlfuse.config import AugmentConfig, DataConfig, VideoDataConfig
 
 
-def build_augmenter(cfg: AugmentConfig) -> nn.Module | None:
-    """A kornia pipeline for the enabled augmentations, or None when all are off.
+def build_augmenter(cfg: AugmentConfig, *, video: bool = False) -> nn.Module | None:
+    """A kornia pipeline for the enabled augmentations, or None when all are off. With `video`, it takes clips
+    (B, T, C, H, W) and draws one set of parameters per clip, applied to all its frames (a flip that changed from
+    frame to frame would invent motion).
 
     Randomness comes from torch's global generator, whose state the trainer checkpoints (exact resume).
     """
@@ -28,7 +31,9 @@ def build_augmenter(cfg: AugmentConfig) -> nn.Module | None:
         ops.append(K.ColorJitter(brightness=cfg.brightness, contrast=cfg.contrast, p=1.0))
     if cfg.erase:
         ops.append(K.RandomErasing(p=cfg.erase, scale=(0.02, 0.15)))
-    return nn.Sequential(*ops) if ops else None
+    if not ops:
+        return None
+    return K.VideoSequential(*ops, data_format="BTCHW", same_on_frame=True) if video else nn.Sequential(*ops)
 
 
 class ImagePreprocessor:
@@ -50,3 +55,36 @@ class ImagePreprocessor:
         if self.augmenter is not None:
             x = self.augmenter(x).clamp_(0.0, 1.0)
         return (x - self.mean) / self.std
+
+
+class VideoPreprocessor(ImagePreprocessor):
+    """Turns a batch of stored clips (B, F, C, H, W) uint8 into the (B, T, C, H, W) float clips a video model reads:
+    picks T = `data.video.frames` of the F stored frames (uniformly; at training with `sampling: random`, one at random
+    in each of T equal segments, kept in order), augments each clip alike over its frames, and normalises."""
+
+    def __init__(self, data_cfg: VideoDataConfig, *, augment: bool) -> None:
+        super().__init__(data_cfg, augment=False)
+        self.frames = data_cfg.video.frames
+        self.random = augment and data_cfg.video.sampling == "random"
+        self.augmenter = build_augmenter(data_cfg.augment, video=True) if augment else None
+
+    def frame_indices(self, batch: int, stored: int) -> Tensor:
+        """(B, T) which stored frames each clip shows, ascending."""
+        t = self.frames
+        k = torch.arange(t)  # (T,)
+        if not self.random:
+            return ((2 * k + 1) * stored // (2 * t)).expand(batch, t)  # (B, T) each segment's centre frame
+        start = k * stored // t  # (T,) each segment's first frame
+        end = torch.maximum(start + 1, (k + 1) * stored // t)  # (T,) one past its last (at least one frame)
+        return start + (torch.rand(batch, t) * (end - start)).long()  # (B, T); torch's RNG: checkpointed
+
+    def __call__(self, clips: Tensor) -> Tensor:
+        """clips: (B, F, C, H, W) uint8 → (B, T, C, H, W) float32."""
+        b, stored = clips.shape[:2]
+        if stored != self.frames or self.random:
+            index = self.frame_indices(b, stored)  # (B, T)
+            clips = clips[torch.arange(b)[:, None], index]  # (B, T, C, H, W)
+        x = clips.float().div_(255.0)  # (B, T, C, H, W) in [0, 1]
+        if self.augmenter is not None:
+            x = self.augmenter(x).clamp_(0.0, 1.0)
+        return (x - self.mean) / self.std  # (1, C, 1, 1) broadcasts over (B, T, C, H, W)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-BUILTIN_NAMES = ("easy-vqa", "fashion-mnist", "fashion-mnist-pairs", "marketplace", "tuxpaint")
+VIDEO_BUILTINS = ("moving-shapes",)  # built-ins of clips (a video config's data); the others hold images
+BUILTIN_NAMES = ("easy-vqa", "fashion-mnist", "fashion-mnist-pairs", "marketplace", "tuxpaint", "moving-shapes")
 
 
 def __getattr__(name: str) -> Any:

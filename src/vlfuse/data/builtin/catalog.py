@@ -11,7 +11,15 @@ from typing import NamedTuple
 from torch import Tensor
 
 from vlfuse.config import DataConfig
-from vlfuse.data.builtin import BUILTIN_NAMES, easy_vqa, fashion_mnist, fashion_mnist_pairs, marketplace, tuxpaint
+from vlfuse.data.builtin import (
+    BUILTIN_NAMES,
+    easy_vqa,
+    fashion_mnist,
+    fashion_mnist_pairs,
+    marketplace,
+    moving_shapes,
+    tuxpaint,
+)
 from vlfuse.data.splits import DataIssue, RawSplit
 from vlfuse.errors import DataError
 
@@ -35,6 +43,7 @@ BUILTIN_DATASETS: dict[str, Loader] = {
     fashion_mnist_pairs.NAME: fashion_mnist_pairs.load,
     marketplace.NAME: marketplace.load,
     tuxpaint.NAME: tuxpaint.load,
+    moving_shapes.NAME: moving_shapes.load,  # clips (M, T, C, S, S): the video task's data
 }
 assert tuple(BUILTIN_DATASETS) == BUILTIN_NAMES, "vlfuse.data.builtin.BUILTIN_NAMES lists every built-in, in order"
 # data.options keys each built-in understands (with defaults); any other key is an error, not silently ignored.
@@ -44,6 +53,7 @@ BUILTIN_OPTIONS: dict[str, dict[str, object]] = {
     fashion_mnist_pairs.NAME: dict(fashion_mnist_pairs.OPTIONS),
     marketplace.NAME: dict(marketplace.OPTIONS),
     tuxpaint.NAME: dict(tuxpaint.OPTIONS),
+    moving_shapes.NAME: dict(moving_shapes.OPTIONS),
 }
 # the objective of each built-in dataset, when data.objective is not set (tables default to multiclass)
 BUILTIN_OBJECTIVES: dict[str, str] = {fashion_mnist_pairs.NAME: "binary", marketplace.NAME: "multilabel"}

@@ -5,7 +5,7 @@ preparation, as a user would see it) and reads the run directory it wrote.
 
     python benchmarks/accuracy.py easy_vqa          # default (also the best) and classic configs on easy-VQA
     python benchmarks/accuracy.py fashion_mnist     # Fashion-MNIST image-only and caption pairs
-    python benchmarks/accuracy.py video             # the default video config on moving-shapes (per question kind)
+    python benchmarks/accuracy.py video             # the video configs on moving-shapes (accuracy per question kind)
 
 Results: benchmarks/results/<suite>.json (cited in the README).
 """
@@ -31,7 +31,8 @@ SUITES = {
         "pairs": "configs/fashion_mnist_pairs.yaml",
     },
     "video": {
-        "default": "configs/video.yaml",
+        "default": "configs/video.yaml",  # frozen pretrained frame tower, cached frame features
+        "cnn": "configs/video_cnn.yaml",  # a frame tower trained from scratch on pixels
     },
 }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from types import SimpleNamespace
 
 import torch
 from tiny_configs import TINY_VQA
@@ -62,3 +63,39 @@ def test_training_with_a_frozen_tower_reads_cached_features(tmp_path, monkeypatc
     assert len(calls) == 3  # train / val / test features computed once each
     assert seen and all(seen)  # every training and evaluation batch carried cached features, never pixels
     assert len(list((tmp_path / "cache" / "features").glob("*.safetensors"))) == 3
+
+
+def test_a_video_run_with_a_frozen_frame_tower_trains_on_cached_frame_features(tmp_path, monkeypatch):
+    """Every stored frame of every clip is encoded once (train / val / test), batches carry (U, F, N, D) frame
+    features instead of pixels, and the trained run predicts the same from pixels as from its cached features."""
+    from tiny_configs import TINY_VIDEO
+
+    import vlfuse
+    from vlfuse.classify.evaluate import predict_logits
+    from vlfuse.data.transforms import VideoPreprocessor
+    from vlfuse.video.task import attach_cached_frame_features
+
+    monkeypatch.setenv("VLFUSE_CACHE", str(tmp_path / "cache"))
+    cfg = copy.deepcopy(TINY_VIDEO)
+    cfg["model"]["image_encoder"] = {"name": "efficientnet_lite0", "resolution": 32}
+    cfg["train"]["epochs"] = 1
+    calls = []
+    real = features.compute_features
+    monkeypatch.setattr(features, "compute_features", lambda *a, **k: calls.append(a[1].shape) or real(*a, **k))
+    seen = []
+    real_forward = MultimodalModel.forward
+    monkeypatch.setattr(
+        MultimodalModel, "forward", lambda self, b: seen.append(b.image_tokens is not None and b.image_tokens.ndim == 4)
+        or real_forward(self, b)
+    )  # fmt: skip
+    run_training(validate_config(cfg), tmp_path / "run")
+    assert len(calls) == 3 and all(shape[1:] == (3, 16, 16) for shape in calls)  # frames of train / val / test clips
+    assert seen and all(seen)  # every batch carried cached frame features, never pixels
+    monkeypatch.setattr(MultimodalModel, "forward", real_forward)
+    run = vlfuse.load_run(tmp_path / "run")
+    test = run.split_data("test")
+    preprocess = VideoPreprocessor(run.cfg.data, augment=False)
+    from_pixels = predict_logits(run.model, test, preprocess, batch_size=64, device="cpu")  # (N, K)
+    attach_cached_frame_features(run.cfg, run.model, SimpleNamespace(train=None, val=None, test=test))
+    from_cache = predict_logits(run.model, test, preprocess, batch_size=64, device="cpu")  # (N, K)
+    assert test.image_features is not None and torch.allclose(from_pixels, from_cache, atol=1e-4)

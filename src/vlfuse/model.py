@@ -83,6 +83,8 @@ class MultimodalModel(nn.Module):
             else:
                 if batch.image_tokens is not None:  # cached features of a frozen tower: tokens (U, N, D), pooled (U, D)
                     image = EncoderOutput(tokens=batch.image_tokens, pooled=batch.image_pooled)
+                    from_cached = getattr(self.image_encoder, "from_cached", None)  # a video tower: per-frame features
+                    image = from_cached(image) if from_cached is not None else image  # tokens (U, N', D'), …
                 else:
                     image = self.image_encoder(batch.image)  # per distinct image: tokens (U, N, D), pooled (U, D)
                 if batch.image_index is not None:

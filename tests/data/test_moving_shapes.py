@@ -235,3 +235,20 @@ def test_one_channel_and_size_64(train) -> None:
     assert big.images.shape == (16, FRAMES, 3, 64, 64)
     assert torch.equal(big.images[1::2], big.images[0::2].flip(1))
     assert big.texts == load(clips=8).texts  # the same scenes at any size
+
+
+def test_a_clip_and_its_twin_stay_on_one_side_of_the_validation_split_and_the_row_limit():
+    """A validation clip whose reversed twin is in training would be answered from memory, with the twin's (opposite)
+    answer: the twins must never straddle the split."""
+    from vlfuse.config import VideoDataConfig
+    from vlfuse.data.prepare import prepare_data
+
+    data = prepare_data(VideoDataConfig(options={"clips": 40, "frames": 5}, val_fraction=0.3, limit=90), seed=0)
+
+    def pairs(split) -> set[int]:
+        return {int(source.rsplit("/", 1)[1]) // 2 for source in split.image_sources}
+
+    assert len(data.train) + len(data.val) == 90
+    assert pairs(data.train) and pairs(data.val) and not pairs(data.train) & pairs(data.val)
+    assert len(data.val.image_sources) == 2 * len(pairs(data.val))  # whole pairs: both clips of every pair
+    assert len(data.train.image_sources) >= 2 * len(pairs(data.train)) - 1  # the row limit may cut one pair

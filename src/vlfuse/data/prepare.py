@@ -61,7 +61,7 @@ def prepare_data(
         raw_train = check_known_labels(raw_train, label_names, cfg.objective, on_error=cfg.on_error, issues=issues)
     if raw_test is not None:
         raw_test = check_known_labels(raw_test, label_names, cfg.objective, on_error=cfg.on_error, issues=issues)
-    groups = raw_train.image_index.numpy() if raw_train.image_index is not None else range(len(raw_train))  # (N,)
+    groups = raw_train.row_groups()  # (N,) rows sharing an image (or a clip and its twin) stay on one side
     train_rows, val_rows = split_by_group(groups, cfg.val_fraction, cfg.split_seed, raw_train.file)
     raw_val, raw_train = raw_train.select(val_rows), raw_train.select(train_rows)
 

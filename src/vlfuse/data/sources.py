@@ -40,7 +40,7 @@ def load_source(cfg: DataConfig, which: str) -> RawSplit | None:
     raw = load_builtin(cfg.name, which, cfg)
     if limit is not None and limit < len(raw):
         log.info("%s: using %d of its %d rows (limit)", raw.file, limit, len(raw))
-        groups = None if raw.image_index is None else raw.image_index.numpy()
+        groups = None if raw.image_index is None and raw.groups is None else raw.row_groups()
         raw = raw.select(sample_rows(len(raw), limit, cfg.split_seed, groups))
     return raw
 

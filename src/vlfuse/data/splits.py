@@ -61,6 +61,8 @@ class RawSplit:
         text_columns / label_column: column names, for messages.
         label_names: the dataset's own label order (built-ins); None → derived from the data.
         issues: rows dropped while loading (on_error=skip).
+        groups: (N,) long, rows that must stay together in the validation split and row limits (a clip and its
+            reversed twin); None: rows sharing an image (see `row_groups`).
     """
 
     file: str
@@ -74,9 +76,16 @@ class RawSplit:
     label_column: str = "label"
     label_names: list[str] | None = None
     issues: list[DataIssue] = field(default_factory=list)
+    groups: Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.source_rows)
+
+    def row_groups(self) -> np.ndarray:
+        """(N,) each row's group: `groups`, else its image, else the row itself."""
+        if self.groups is not None:
+            return self.groups.numpy()
+        return self.image_index.numpy() if self.image_index is not None else np.arange(len(self))
 
     def select(self, rows: Tensor | Sequence[int] | np.ndarray) -> RawSplit:
         """The given rows (positions), keeping only the images they use."""
@@ -92,6 +101,7 @@ class RawSplit:
             labels=None if self.labels is None else [self.labels[i] for i in pos],
             source_rows=[self.source_rows[i] for i in pos],
             issues=list(self.issues),
+            groups=None if self.groups is None else self.groups[idx],
         )
 
 

@@ -180,7 +180,9 @@ def _video_stream(container: Any, source: str, limits: VideoLimits) -> Any:
         kinds = " and ".join(sorted({s.type for s in container.streams}))
         raise DataError(f"'{source}' has no video stream (only {kinds}); {_EXPECTED}")
     stream = container.streams.video[0]
-    stream.thread_type = "AUTO"
+    if stream.codec_context is None:  # a damaged header (e.g. a bad 'hdlr' box) leaves the stream without a decoder
+        raise DataError(f"'{source}' cannot be decoded as a video (its video stream has no decoder: corrupt header?); "
+                        f"{_EXPECTED}")  # fmt: skip
     width, height = stream.codec_context.width, stream.codec_context.height
     if max(width, height) > limits.max_side:
         raise _over(source, f"is {width}x{height} pixels", "max_side", limits.max_side)

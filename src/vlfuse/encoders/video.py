@@ -19,14 +19,21 @@ class VideoEncoder(nn.Module):
     Args:
         frame_encoder: a built image encoder (`out_dim`, `token_dim`).
         temporal: a built temporal module (`out_dim`, `token_dim`).
+        frames: T, the frames a clip is read as (`data.video.frames`).
     """
 
-    def __init__(self, frame_encoder: nn.Module, temporal: nn.Module) -> None:
+    def __init__(self, frame_encoder: nn.Module, temporal: nn.Module, *, frames: int) -> None:
         super().__init__()
         self.frame_encoder = frame_encoder
         self.temporal = temporal
+        self.temporal_frames = frames  # T, the frames a clip is read as
         self.out_dim = temporal.out_dim
         self.token_dim = temporal.token_dim
+
+    @property
+    def frozen(self) -> bool:
+        """Whether the frame encoder is frozen: its per-frame features can then be cached (`vlfuse.features`)."""
+        return bool(getattr(self.frame_encoder, "frozen", False)) and hasattr(self.frame_encoder, "cache_key")
 
     def forward(self, video: Tensor) -> EncoderOutput:
         """video (B, T, C, H, W) → tokens (B, M, D'), pooled (B, D')."""
@@ -35,6 +42,15 @@ class VideoEncoder(nn.Module):
         tokens = frames.tokens.unflatten(0, (b, t))  # (B, T, N, D)
         pooled = frames.pooled.unflatten(0, (b, t))  # (B, T, D)
         return self.temporal(tokens, pooled)
+
+    def from_cached(self, frames: EncoderOutput) -> EncoderOutput:
+        """Cached frame features — tokens (B, F, N, D), pooled (B, F, D) of the F stored frames — through the temporal
+        module, reading the T it was built for (evenly spaced, as the preprocessor picks them at evaluation)."""
+        stored, t = frames.pooled.shape[1], self.temporal_frames
+        if stored != t:
+            keep = (torch.arange(t) * 2 + 1) * stored // (2 * t)  # (T,) each segment's centre frame
+            frames = EncoderOutput(tokens=frames.tokens[:, keep], pooled=frames.pooled[:, keep])
+        return self.temporal(frames.tokens, frames.pooled)
 
 
 def tokens_per_frame(frame_encoder: nn.Module, *, in_channels: int, image_size: int) -> int:
@@ -55,4 +71,4 @@ def wrap_frame_encoder(
         temporal_cfg, token_dim=frame_encoder.token_dim, pooled_dim=frame_encoder.out_dim, frames=frames,
         tokens_per_frame=tokens_per_frame(frame_encoder, in_channels=in_channels, image_size=image_size),
     )  # fmt: skip
-    return VideoEncoder(frame_encoder, temporal)
+    return VideoEncoder(frame_encoder, temporal, frames=frames)

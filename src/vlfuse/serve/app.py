@@ -20,6 +20,7 @@ from vlfuse.serve.backends import Predictor, TorchPredictor
 from vlfuse.serve.capabilities import CAPABILITIES, ServeContext
 from vlfuse.serve.errors import install_error_handlers
 from vlfuse.serve.limits import BodySizeLimit, ServeLimits
+from vlfuse.serve.video import reads_video
 from vlfuse.task import RunRef, load_run_for
 
 log = logging.getLogger(__name__)
@@ -202,18 +203,21 @@ def _describe_main(ctx: ServeContext) -> dict[str, Any]:
         bridge = ctx.options.get("bridge")
         return describe_bridge(bridge) if bridge is not None else describe_retrieval(ctx.options["index"])
     described = p.describe()
+    inputs = {
+        "image": p.reads_image,
+        "text": p.reads_text,
+        "either_may_be_missing": p.missing_modalities,
+        "image_size": p.image_size,
+    }
+    if reads_video(p):  # the image side takes clips: a 'video' field (how clips are read: the "video" section)
+        inputs.update(image=False, image_size=None, video=True)
     return {
         "run": p.path.name,
         "task": getattr(p, "task", "classify"),
         "objective": p.objective,
         "labels": p.label_names,
         "backend": p.backend,
-        "inputs": {
-            "image": p.reads_image,
-            "text": p.reads_text,
-            "either_may_be_missing": p.missing_modalities,
-            "image_size": p.image_size,
-        },
+        "inputs": inputs,
         "metrics": described.pop("metrics"),
         "versions": described.pop("versions"),
         "extra": described,  # model config, placeholders_learned, onnx_file

@@ -8,8 +8,8 @@ probabilities; the server does not care which one it holds.
 benchmarks/results/onnx_export.json). A run's export in `<run>/onnx/` is used when it was made from the run's current
 weights (their SHA-256 is recorded at export time); otherwise the run is exported there on this first start —
 `export_onnx` keeps a graph only after it reproduces the PyTorch logits on verification batches. A run that cannot
-be exported (a task whose runs have no export, an operator without an ONNX form, a read-only run directory) is
-served with PyTorch, and the reason is logged and shown in /v1/info.
+be exported (a task whose runs have no export, such as moderate and video runs; an operator without an ONNX form; a
+read-only run directory) is served with PyTorch, and the reason is logged and shown in /v1/info.
 """
 
 from __future__ import annotations
@@ -39,13 +39,14 @@ class Predictor(Protocol):
     objective: str  # multiclass, binary or multilabel
     image_size: int | None  # None when the model reads no images
     channels: int | None
-    reads_image: bool
+    reads_image: bool  # True for a video run too: its image side is a clip (see reads_video)
     reads_text: bool
+    reads_video: bool  # a video run: the image side takes clips (F, C, S, S) uint8, not images
     missing_modalities: bool  # a model reading both can do with either alone
     path: Path
 
     def predict_proba(self, images: list[torch.Tensor | None], texts: list[str | None]) -> torch.Tensor:
-        """(B, num_labels) probabilities."""
+        """(B, num_labels) probabilities; `images` holds (C, H, W) images, or (F, C, S, S) clips for a video run."""
         ...
 
     def describe(self) -> dict[str, Any]:
@@ -76,15 +77,16 @@ class TorchPredictor:
     def __init__(self, run: ClassifyRun, *, why: str = "the torch backend was asked for") -> None:
         self.run = run
         self.why = why
-        self.task = run.task  # "classify", or "moderate" (whose probabilities are calibrated)
+        self.task = run.task  # "classify", "moderate" (whose probabilities are calibrated) or "video" (clips)
         self.path = run.path
         self.label_names = run.label_names
         self.objective = run.objective.kind
         model = run.model
         self.reads_image = model.image_encoder is not None
         self.reads_text = model.text_encoder is not None
+        self.reads_video = run.task == "video"
         self.missing_modalities = model.placeholders is not None
-        self.image_size = run.cfg.data.image_size if self.reads_image else None
+        self.image_size = run.cfg.data.image_size if self.reads_image else None  # a video run's frame side
         self.channels = run.cfg.data.channels if self.reads_image else None
 
     def predict_proba(self, images: list[torch.Tensor | None], texts: list[str | None]) -> torch.Tensor:
@@ -120,6 +122,7 @@ class OnnxPredictor:
         self.objective = self.model.objective
         self.reads_image = self.model.reads_image
         self.reads_text = self.model.reads_text
+        self.reads_video = False  # video runs have no ONNX export
         self.missing_modalities = self.model.missing_modalities
         image = self.model.meta["image"]
         self.image_size = image["size"] if image else None

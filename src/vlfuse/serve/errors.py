@@ -128,7 +128,7 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
             f"{request.url.path} (see /openapi.json)"
         )
     elif exc.status_code == 413:
-        message = f"{detail}; send a smaller image"
+        message = f"{detail}; send a smaller file"
     elif exc.status_code == 404:
         message = f"no such endpoint: {request.method} {request.url.path}; see /openapi.json for the API"
     elif exc.status_code == 405:

@@ -24,7 +24,7 @@ class ServeLimits:
     """What the server accepts; every limit is a CLI option of `vlfuse serve`.
 
     Attributes:
-        max_upload_bytes: largest image file, in bytes.
+        max_upload_bytes: largest uploaded file (an image, or a video run's clip), in bytes.
         max_pixels: largest image, in width × height pixels (checked from the header, before decoding); at most
             Pillow's decompression-bomb limit (PIL.Image.MAX_IMAGE_PIXELS).
         formats: accepted image formats, as Pillow names them (PNG, JPEG, WEBP, GIF, BMP, TIFF, ...).

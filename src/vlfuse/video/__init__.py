@@ -10,7 +10,7 @@ register_task(TaskInfo(
     config="vlfuse.video.config:VideoConfig",
     run="vlfuse.video.run:VideoRun",
     training="vlfuse.video.task:VideoTask",
-    operations=("evaluate", "predict"),
+    operations=("evaluate", "predict", "serve"),
     required_files=("labels.json", "model.safetensors"),
     serve_as="predict",
 ))  # fmt: skip

@@ -9,6 +9,7 @@ examples_right.png / examples_wrong.png.
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import torch
@@ -16,14 +17,37 @@ from torch import nn
 
 from vlfuse.classify.task import ClassifyTask
 from vlfuse.data.show import save_sample_grid
-from vlfuse.data.splits import SplitData
-from vlfuse.data.transforms import VideoPreprocessor
+from vlfuse.data.splits import PreparedData, SplitData
+from vlfuse.data.transforms import ImagePreprocessor, VideoPreprocessor
+from vlfuse.features import cached_features
 from vlfuse.train.runner import StageRecord
+from vlfuse.types import EncoderOutput
 from vlfuse.video.config import VideoConfig
 from vlfuse.video.kinds import accuracy_by_kind
 from vlfuse.video.run import build_video_classifier
 
+log = logging.getLogger(__name__)
 EXAMPLES = 6  # right and wrong test examples drawn as frame strips
+
+
+def attach_cached_frame_features(cfg: VideoConfig, model: nn.Module, data: PreparedData) -> None:
+    """With a frozen, cacheable frame tower and train.cache_features, give every split the cached features of each
+    stored frame — tokens (M, F, N, D), pooled (M, F, D) — so no epoch runs the tower again (`vlfuse.features`: keyed
+    by tower, preprocessing and pixels, computed once and kept on disk); the temporal module reads them."""
+    encoder = getattr(model, "image_encoder", None)
+    if not cfg.train.cache_features or encoder is None or not getattr(encoder, "frozen", False):
+        return
+    if cfg.data.augment.model_dump(exclude_defaults=True) or cfg.data.video.sampling == "random":
+        log.info("augmentation and random frame sampling are off: the frozen frame tower reads cached features "
+                 "(train.cache_features)")  # fmt: skip
+    preprocess = ImagePreprocessor(cfg.data, augment=False)
+    for split in (data.train, data.val, data.test):
+        if split is None or split.images is None:
+            continue
+        m, f = split.images.shape[:2]
+        frames = cached_features(encoder.frame_encoder, split.images.flatten(0, 1), preprocess)  # (M*F, N, D), …
+        split.image_features = EncoderOutput(tokens=frames.tokens.unflatten(0, (m, f)),  # (M, F, N, D)
+                                             pooled=frames.pooled.unflatten(0, (m, f)))  # (M, F, D)  # fmt: skip
 
 
 class VideoTask(ClassifyTask):
@@ -33,7 +57,9 @@ class VideoTask(ClassifyTask):
         return VideoPreprocessor(self.cfg.data, augment=augment)
 
     def build(self) -> nn.Module:
-        return build_video_classifier(self.cfg, self.data.tokenizer, self.objective.num_outputs).to(self.ctx.device)
+        model = build_video_classifier(self.cfg, self.data.tokenizer, self.objective.num_outputs).to(self.ctx.device)
+        attach_cached_frame_features(self.cfg, model, self.data)
+        return model
 
     def finish(self, model: nn.Module, records: list[StageRecord]) -> dict[str, Any]:
         result = super().finish(model, records)

@@ -6,8 +6,8 @@ a light background tint. Four clip kinds, equally many of each:
 - move: one shape crosses the frame left / right / up / down — "which way does the red circle move?".
 - enter/leave: one shape slides in from outside an edge and ends fully inside, or the reverse (the middle frame
   shows it partly in) — "does the red circle enter or leave?" → enters / leaves.
-- first mover: two shapes in opposite halves; A makes a short move in the first half of the clip, B in the second
-  (the middle frame is between the moves) — "which shape moves first?", "which color moves first?".
+- first mover: two shapes in opposite halves; A moves about half the frame in the first half of the clip, B in the
+  second (the middle frame is between the moves) — "which shape moves first?", "which color moves first?".
 - sequence: A alone in the frames before the middle one, an empty background in the middle frame, B alone after —
   "which color is shown first?", "which color is shown last?".
 
@@ -168,7 +168,7 @@ class _Scenes:
             e = self.half[rows, slot, split]
             across = side * 0.5 + rng.uniform(e + _MARGIN, 0.5 - e - _MARGIN)
             e = self.half[rows, slot, 1 - split]
-            dist = rng.uniform(0.2, 0.35, len(rows))
+            dist = rng.uniform(0.4, 0.55, len(rows))  # about half the frame: a move a 2 × 2 feature grid still sees
             start = rng.uniform(e + _MARGIN, 1 - e - _MARGIN - dist)
             start, end = np.where(rng.random(len(rows)) < 0.5, (start, start + dist), (start + dist, start))
             self._set(rows, slot, 1 - split, start[:, None] + (end - start)[:, None] * when, across)
@@ -289,4 +289,5 @@ def load(split: str, cfg: DataConfig) -> RawSplit:
         text_columns=["question"],
         label_column="answer",
         label_names=list(LABEL_NAMES),
+        groups=torch.tensor(image_index, dtype=torch.long) // 2,  # (N,) a clip and its twin: never split apart
     )

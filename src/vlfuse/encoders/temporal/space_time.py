@@ -69,8 +69,10 @@ class SpaceTimeAttention(nn.Module):
         if cfg.dim % cfg.heads:
             raise ConfigError(f"model.temporal: dim ({cfg.dim}) must be a multiple of heads ({cfg.heads})")
         self.proj = nn.Linear(token_dim, cfg.dim)
-        self.time = nn.Parameter(torch.randn(1, frames, 1, cfg.dim) * 0.02)  # (1, T, 1, dim)
-        self.space = nn.Parameter(torch.randn(1, 1, tokens_per_frame, cfg.dim) * 0.02)  # (1, 1, N, dim)
+        self.norm_in = nn.LayerNorm(cfg.dim)  # the embeddings below are added at the scale of its output
+        # unit scale (as in the temporal transformer): at 0.02 the order would be ~50× weaker than the content
+        self.time = nn.Parameter(torch.randn(1, frames, 1, cfg.dim))  # (1, T, 1, dim)
+        self.space = nn.Parameter(torch.randn(1, 1, tokens_per_frame, cfg.dim))  # (1, 1, N, dim)
         block = (cfg.dim, cfg.heads, cfg.mlp_ratio, cfg.dropout)
         self.blocks = nn.ModuleList(DividedBlock(*block) for _ in range(cfg.depth))
         self.norm = nn.LayerNorm(cfg.dim)
@@ -82,7 +84,7 @@ class SpaceTimeAttention(nn.Module):
         t = tokens.shape[1]
         if t > self.frames:
             raise ValueError(f"a clip of {t} frames; this space-time model was built for at most {self.frames}")
-        x = self.proj(tokens) + self.time[:, :t] + self.space  # (B, T, N, dim)
+        x = self.norm_in(self.proj(tokens)) + self.time[:, :t] + self.space  # (B, T, N, dim)
         for block in self.blocks:
             x = block(x)  # (B, T, N, dim)
         x = self.norm(x).flatten(1, 2)  # (B, T*N, dim)

@@ -46,7 +46,9 @@ class TemporalTransformer(nn.Module):
             raise ConfigError(f"model.temporal: dim ({cfg.dim}) must be a multiple of heads ({cfg.heads})")
         self.summary = frame_summary(cfg, token_dim=token_dim, pooled_dim=pooled_dim, tokens_per_frame=tokens_per_frame)
         self.cls = nn.Parameter(torch.zeros(1, 1, cfg.dim))  # (1, 1, dim)
-        self.time = nn.Parameter(torch.randn(1, frames + 1, cfg.dim) * 0.02)  # (1, 1 + T, dim): [CLS], frames
+        # unit scale, as the LayerNorm'd frame summaries it is added to: at ViT's 0.02 the order is ~50× weaker than
+        # the content and attention learns to use it only very slowly
+        self.time = nn.Parameter(torch.randn(1, frames + 1, cfg.dim))  # (1, 1 + T, dim): [CLS], frames
         self.layers = encoder_layers(cfg.dim, cfg.heads, cfg.mlp_ratio, cfg.dropout, cfg.depth)
         self.norm = nn.LayerNorm(cfg.dim)
         self.frames = frames

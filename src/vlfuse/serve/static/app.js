@@ -2,10 +2,16 @@
 // its capability. Classify: POST /v1/predict, answers as bars. Ask / Caption: POST /v1/ask, /v1/caption, the
 // generated text. Moderate: POST /v1/moderate, the decision and per-label calibrated scores. Search: POST /v1/search, hits as thumbnails (GET image_url) with scores.
 // Explain (beside Predict): POST /v1/explain, the heatmap over the image, the modality shares and the coloured words.
+// A video run (/v1/info inputs.video): the file is a clip, sent as the 'video' field, and plays beside the answer.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
 let chosenFile = null;
+let uploadField = "image"; // the file field of /v1/predict: "video" for a video run
+let clipUrl = null; // the object URL of the clip shown beside the answer
+
+const hint = () => (uploadField === "video" ? "Drop a video clip here, or click to pick one"
+  : "Drop an image here, or click to pick one");
 
 function showError(message) {
   $("error").textContent = message;
@@ -22,9 +28,10 @@ function setFile(file) {
   } else {
     preview.removeAttribute("src");
   }
-  preview.hidden = !file;
+  // a video run shows the clip beside its answer, not here (an image file, e.g. for a bridge, is previewed)
+  preview.hidden = !file || (uploadField === "video" && !file.type.startsWith("image/"));
   $("clear-image").hidden = !file;
-  $("dropzone-hint").textContent = file ? file.name : "Drop an image here, or click to pick one";
+  $("dropzone-hint").textContent = file ? file.name : hint();
 }
 
 function describe(info, has) {
@@ -32,7 +39,8 @@ function describe(info, has) {
   if (has("predict")) {
     const metric = info.metrics && info.metrics.test && info.metrics.test.accuracy;
     const accuracy = typeof metric === "number" ? `, test accuracy ${(100 * metric).toFixed(1)} %` : "";
-    parts.push(`${info.run}: ${info.task}${info.objective ? ` (${info.objective})` : ""}, ${info.labels.length} labels, ${info.backend} backend${accuracy}`);
+    const clips = info.video ? `, clips of ${info.video.frames} frames at ${info.video.frame_size} px` : "";
+    parts.push(`${info.run}: ${info.task}${info.objective ? ` (${info.objective})` : ""}, ${info.labels.length} labels${clips}, ${info.backend} backend${accuracy}`);
   }
   if (info.bridge) parts.push(`language bridge ${info.bridge.run} (${info.bridge.language_model})`);
   if (info.search) {
@@ -51,6 +59,7 @@ async function loadInfo() {
       $("top-k").max = String(info.labels.length);
       $("top-k").value = String(Math.min(5, info.labels.length));
       if (!info.inputs.text) $("text-input").hidden = true;
+      if (info.inputs.video) setUpVideo(has("ask") || has("caption"));
     }
     $("predict-form").hidden = !has("predict");
     $("explain-submit").hidden = !has("explain");
@@ -66,13 +75,46 @@ async function loadInfo() {
       $("search-k").max = String(info.search.max_k);
       $("search-k").value = String(Math.min(5, info.search.max_k));
     }
-    const readsImage = (has("predict") && info.inputs.image) || has("ask") || has("caption");
+    const readsImage = (has("predict") && (info.inputs.image || info.inputs.video)) || has("ask") || has("caption");
     $("image-panel").hidden = !readsImage;
     $("capabilities").textContent = `endpoints: ${info.capabilities.join(", ")}`;
     document.body.dataset.capabilities = info.capabilities.join(",");
   } catch (err) {
     showError(`could not load model information: ${err}`);
   }
+}
+
+// A video run: the file input takes clips (and images too when a bridge shares the page), sent as 'video'.
+function setUpVideo(alsoImages) {
+  uploadField = "video";
+  document.body.dataset.upload = "video";
+  $("image-input").accept = `video/*,.mp4,.webm,.avi,.mov,.mkv,.gif${alsoImages ? ",image/*" : ""}`;
+  $("dropzone-hint").textContent = chosenFile ? chosenFile.name : hint();
+  $("text-input").placeholder = "e.g. which way does the shape move?";
+  $("clear-image").textContent = "remove clip";
+}
+
+// The uploaded clip beside the answer (object URL of the chosen file), or nothing; a GIF plays in an img.
+function showClip(file) {
+  const video = $("answer-clip");
+  const gif = $("answer-gif");
+  if (clipUrl) URL.revokeObjectURL(clipUrl);
+  clipUrl = file ? URL.createObjectURL(file) : null;
+  const isGif = Boolean(file) && (file.type === "image/gif" || /\.gif$/i.test(file.name));
+  if (file && !isGif) {
+    video.src = clipUrl;
+    video.title = file.name;
+  } else {
+    video.removeAttribute("src");
+    video.load();
+  }
+  if (isGif) gif.src = clipUrl;
+  else gif.removeAttribute("src");
+  gif.alt = file ? file.name : "";
+  video.hidden = !file || isGif;
+  gif.hidden = !isGif;
+  $("clip-note").hidden = true;
+  $("answer-clip-box").hidden = !file;
 }
 
 // POST a form; returns the JSON payload, or null after showing the server's error message.
@@ -120,15 +162,18 @@ function render(result) {
   list.replaceChildren();
   for (const p of result.predictions) list.append(barItem(p.label, p.probability));
   $("top-label").textContent = result.predictions.length ? result.predictions[0].label : "";
-  const used = [result.used.image ? "image" : null, result.used.text ? "text" : null].filter(Boolean);
+  const used = [result.used.image ? "image" : null, result.used.video ? "video" : null,
+    result.used.text ? "text" : null].filter(Boolean);
   $("answer-meta").textContent = `from ${used.join(" + ")} (${result.backend} backend)`;
+  showClip(result.used.video ? chosenFile : null);
   $("answer").hidden = false;
 }
 
-// A form with the chosen image and the text of input `textId`, each only when given.
+// A form with the chosen image (a video run's clip: the 'video' field) and the text of input `textId`, each only when
+// given.
 function imageTextForm(textId) {
   const body = new FormData();
-  if (chosenFile) body.append("image", chosenFile, chosenFile.name);
+  if (chosenFile) body.append(uploadField, chosenFile, chosenFile.name);
   const text = $(textId).value.trim();
   if (text) body.append("text", text);
   return body;
@@ -276,6 +321,11 @@ function setUp() {
   zone.addEventListener("drop", (e) => {
     const file = e.dataTransfer.files[0];
     if (file) setFile(file);
+  });
+  $("answer-clip").addEventListener("error", () => {
+    if (!$("answer-clip").getAttribute("src")) return;
+    $("clip-note").textContent = "this browser cannot play the clip's format (the model read it all the same)";
+    $("clip-note").hidden = false;
   });
   $("predict-form").addEventListener("submit", predict);
   $("explain-submit").addEventListener("click", explain);

@@ -4,6 +4,7 @@ Shape legend:
     B  batch size
     C  image channels, H/W image height/width
     N  number of image tokens (feature-map cells or patches)
+    T  frames of a clip a model reads; F the frames a clip keeps in memory
     L  number of text tokens (padded length)
     D  feature width (encoder specific)
     K  number of model outputs (classes, answers or labels)
@@ -38,7 +39,7 @@ class Batch:
 
     Attributes:
         image: (B, C, H, W) float, normalised, one per row; or (U, C, H, W) holding each distinct image of the batch
-            once when `image_index` is given; None for text-only data.
+            once when `image_index` is given; clips (U, T, C, H, W) for video data; None for text-only data.
         text_ids: (B, L) long token ids, padded with the tokenizer's pad id; None for image-only data.
         text_mask: (B, L) bool, True for real tokens.
         label: (B,) long class ids (multiclass), (B,) float 0/1 (binary) or (B, K) float (multilabel); None at
@@ -49,7 +50,8 @@ class Batch:
             the row's pixels are ignored); None means every row has its image.
         text_present: (B,) bool, False for rows whose text is missing (likewise); None means every row has text.
         image_tokens: (U, N, D) cached features of the batch's distinct images from a frozen image tower, used
-            instead of running it (`image` is then None); None: the tower runs on `image`.
+            instead of running it (`image` is then None); a clip's frames: (U, F, N, D); None: the tower runs on
+            `image`.
         image_pooled: (U, D) the pooled cached features, alongside `image_tokens`.
     """
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vlfuse.config import DataConfig, VideoDataConfig
 from vlfuse.data.builtin import BUILTIN_DATASETS, load_builtin
@@ -10,6 +12,9 @@ from vlfuse.data.labels import format_names, label_vocabulary, unknown_labels
 from vlfuse.data.splits import DataIssue, RawSplit, sample_rows
 from vlfuse.data.tables import load_table_split
 from vlfuse.errors import DataError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +50,9 @@ def load_source(cfg: DataConfig, which: str) -> RawSplit | None:
     return raw
 
 
-def load_video_table(source, cfg: VideoDataConfig, *, limit: int | None = None, with_labels: bool = True) -> RawSplit:
+def load_video_table(
+    source: str | Path | pd.DataFrame, cfg: VideoDataConfig, *, limit: int | None = None, with_labels: bool = True
+) -> RawSplit:
     """A table whose `data.video_column` names clips (video files or folders of frames): each distinct clip decoded
     once to `data.video.kept_frames` frames — (M, F, C, S, S) uint8 — bad clips reported by row like bad images."""
     from functools import partial

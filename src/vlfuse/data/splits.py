@@ -51,7 +51,8 @@ class RawSplit:
 
     Attributes:
         file: where the rows came from, for messages (table path or e.g. "easy-vqa:train").
-        images: (M, C, H, W) uint8 unique images, or None for data without images.
+        images: (M, C, H, W) uint8 unique images — or clips (M, F, C, H, W) for video data — or None for data
+            without images.
         image_index: (N,) long, row → index into `images`.
         texts: per row, one string per text column; None for data without text.
         labels: per row, the label string (list of strings for multilabel); None when unlabelled.
@@ -109,7 +110,7 @@ class RawSplit:
 class SplitData:
     """One split as tensors (see docs/design.md)."""
 
-    images: Tensor | None  # (M, C, H, W) uint8 unique images
+    images: Tensor | None  # (M, C, H, W) uint8 unique images; clips: (M, F, C, H, W)
     image_index: Tensor | None  # (N,) long row -> image
     token_ids: Tensor | None  # (N, L) long
     token_mask: Tensor | None  # (N, L) bool

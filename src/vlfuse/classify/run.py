@@ -53,6 +53,7 @@ class ClassifyRun:
 
     task = "classify"
     preprocessor_class: type[ImagePreprocessor] = ImagePreprocessor  # stored pixels → model input
+    image_word = "image"  # what the image side is called in messages ("clip" for a video run)
 
     def __init__(
         self, path: Path, cfg: ClassifyConfig, objective: Objective, label_names: list[str], model, tokenizer
@@ -127,7 +128,7 @@ class ClassifyRun:
                 "no %s given: a placeholder stands in, but this run was trained without modality dropout "
                 "(model.modality_dropout=0), so the placeholder is untrained and the prediction may be poor "
                 "(said once per run)",
-                " / ".join(unwarned),
+                " / ".join(self.image_word if m == "image" else m for m in unwarned),
             )
         return Batch(image=image, text_ids=text_ids, text_mask=text_mask, image_present=image_present,
                      text_present=text_present)  # fmt: skip

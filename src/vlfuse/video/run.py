@@ -44,6 +44,7 @@ class VideoRun(ClassifyRun):
 
     task = "video"
     preprocessor_class = VideoPreprocessor
+    image_word = "clip"
 
     @staticmethod
     def build_network(cfg: VideoConfig, tokenizer: TextTokenizer | None, num_outputs: int) -> MultimodalModel:

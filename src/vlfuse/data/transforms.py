@@ -57,6 +57,12 @@ class ImagePreprocessor:
         return (x - self.mean) / self.std
 
 
+def centre_frames(stored: int, frames: int) -> Tensor:
+    """(T,) the stored frames a clip is read as, evenly spaced: the centre of each of `frames` equal segments of the
+    `stored` ones — at evaluation, at prediction and from cached frame features alike."""
+    return (2 * torch.arange(frames) + 1) * stored // (2 * frames)  # (T,)
+
+
 class VideoPreprocessor(ImagePreprocessor):
     """Turns a batch of stored clips (B, F, C, H, W) uint8 into the (B, T, C, H, W) float clips a video model reads:
     picks T = `data.video.frames` of the F stored frames (uniformly; at training with `sampling: random`, one at random
@@ -73,7 +79,7 @@ class VideoPreprocessor(ImagePreprocessor):
         t = self.frames
         k = torch.arange(t)  # (T,)
         if not self.random:
-            return ((2 * k + 1) * stored // (2 * t)).expand(batch, t)  # (B, T) each segment's centre frame
+            return centre_frames(stored, t).expand(batch, t)  # (B, T)
         start = k * stored // t  # (T,) each segment's first frame
         end = torch.maximum(start + 1, (k + 1) * stored // t)  # (T,) one past its last (at least one frame)
         return start + (torch.rand(batch, t) * (end - start)).long()  # (B, T); torch's RNG: checkpointed

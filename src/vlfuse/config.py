@@ -34,6 +34,17 @@ class AugmentConfig(Section):
     erase: float = 0.0  # probability of random erasing
 
 
+class StreamConfig(Section):
+    """Training from WebDataset shards (`data.shards`): decoding and augmentation run in DataLoader worker processes;
+    every rank and worker reads its own stream of shards through a shuffle buffer (`vlfuse.data.shards`)."""
+
+    workers: int = Field(2, ge=0)  # DataLoader worker processes per rank (0: decode in the training process)
+    shuffle_buffer: int = Field(1000, ge=1)  # packed samples (an image with its rows) mixed before batching
+    samples_per_epoch: int | None = Field(None, ge=1)  # training rows per epoch over all ranks; None: the packed count
+    resample: bool = True  # each stream draws shards with replacement (every rank and worker always has data and
+    # epochs are equal); False: the shards are dealt out, each to one stream, and need at least one per stream
+
+
 class DataConfig(Section):
     """Where the data comes from and how it is preprocessed."""
 
@@ -69,6 +80,9 @@ class DataConfig(Section):
     # True keeps them with a warning
     encoding: str = "utf-8"  # text encoding of CSV / TSV / JSON(L) tables (e.g. latin-1, cp1252)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    shards: str | None = None  # stream the data from `vlfuse data pack` output: its folder (or its index.json);
+    # the index names the source, labels and tokenizer, so `name` and `path` are not read
+    stream: StreamConfig = Field(default_factory=StreamConfig)
 
     @field_validator("encoding")
     @classmethod
@@ -161,6 +175,8 @@ class TrainConfig(Section):
     threads: int | None = Field(None, ge=1)  # CPU threads; None = the free cores, re-chosen (vlfuse.threads)
     device: str = "auto"  # auto | cpu | cuda
     log_every: int = Field(20, ge=1)  # steps between TensorBoard train-loss points
+    checkpoint_every: int | None = Field(None, ge=1)  # steps between mid-epoch checkpoints (resume continues the
+    # epoch where it stopped); None: a checkpoint at the end of each epoch only
     # a frozen pretrained image tower (e.g. efficientnet_lite0 with frozen: true) is run once per image and its
     # features cached on disk (vlfuse.features); epochs then read them (no image augmentation in that case)
     cache_features: bool = True

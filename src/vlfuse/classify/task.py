@@ -22,6 +22,7 @@ from vlfuse.data.prepare import prepare_data
 from vlfuse.data.splits import PreparedData
 from vlfuse.data.text import TextTokenizer
 from vlfuse.data.transforms import ImagePreprocessor
+from vlfuse.errors import ConfigError
 from vlfuse.features import cached_features
 from vlfuse.model import add_missing_modality_rows, count_parameters
 from vlfuse.objective import Objective, confusion_matrix
@@ -77,13 +78,28 @@ class ClassifyTask(TrainingTask):
         attach_cached_features(self.cfg, model, self.data)
         return model
 
-    def stages(self, model: nn.Module) -> list[Stage]:
-        cfg, data, objective, dist = self.cfg, self.data, self.objective, self.ctx.dist
-        loader = BatchLoader(
-            data.train, self.preprocessor(augment=True), batch_size=cfg.train.batch_size, shuffle=True,
+    @classmethod
+    def for_config(cls, cfg: ClassifyConfig) -> type[TrainingTask]:
+        if cfg.data.shards is None:
+            return cls
+        if cls is not ClassifyTask:
+            raise ConfigError(f"data.shards: task '{cfg.task}' reads its data into memory; streaming packed shards is "
+                              "supported by task 'classify'")  # fmt: skip
+        from vlfuse.classify.sharded import ShardedClassifyTask
+
+        return ShardedClassifyTask
+
+    def train_loader(self):
+        """The training batches: `len()`, `set_epoch(epoch)` and (for mid-epoch resume) `skip_batches(n)`."""
+        cfg, dist = self.cfg, self.ctx.dist
+        return BatchLoader(
+            self.data.train, self.preprocessor(augment=True), batch_size=cfg.train.batch_size, shuffle=True,
             seed=cfg.seed, rank=dist.rank, world_size=dist.world_size, drop_last=True,
             group_by_image=cfg.train.group_by_image,
         )  # fmt: skip
+
+    def stages(self, model: nn.Module) -> list[Stage]:
+        objective = self.objective
         dropout = model.modality_dropout
 
         def loss(m: nn.Module, batch) -> torch.Tensor:
@@ -92,13 +108,23 @@ class ClassifyTask(TrainingTask):
             return objective.loss(m(batch), batch.label)
 
         def evaluate(m: nn.Module) -> dict[str, float]:
-            return self._score(m, data.val)[0]
+            return self.score(m, "val")[0]
 
-        return [Stage("classify", cfg.train, loader, loss, evaluate, objective.primary_metric)]
+        return [Stage("classify", self.cfg.train, self.train_loader(), loss, evaluate, objective.primary_metric)]
 
-    def _score(self, model: nn.Module, split) -> tuple[dict[str, float], torch.Tensor]:
-        return evaluate_split(model, split, self.objective, self.preprocessor(augment=False),
-                              batch_size=self.cfg.train.eval_batch_size, device=self.ctx.device)  # fmt: skip
+    def scored_splits(self) -> list[str]:
+        """The splits `finish` scores (those with rows)."""
+        return [name for name in ("val", "test") if (s := getattr(self.data, name)) is not None and len(s)]
+
+    def score(self, model: nn.Module, name: str) -> tuple[dict[str, float], torch.Tensor, torch.Tensor]:
+        """Metrics, logits (N, K) and labels of split `name` ("val" / "test")."""
+        split = getattr(self.data, name)
+        metrics, logits = evaluate_split(model, split, self.objective, self.preprocessor(augment=False),
+                                         batch_size=self.cfg.train.eval_batch_size, device=self.ctx.device)  # fmt: skip
+        return metrics, logits, split.labels
+
+    def train_rows(self) -> int:
+        return len(self.data.train)
 
     def summary(self) -> dict[str, Any]:
         issues = self.data.issues
@@ -114,13 +140,11 @@ class ClassifyTask(TrainingTask):
         plots = [("Learning curves", "plots/learning_curves.png")]
         metrics: dict[str, dict[str, float]] = {}
         self.final_logits: dict[str, torch.Tensor] = {}  # split name → the best weights' logits
-        for name, split in (("val", data.val), ("test", data.test)):
-            if split is None or len(split) == 0:
-                continue
-            metrics[name], logits = self._score(model, split)
+        for name in self.scored_splits():
+            metrics[name], logits, labels = self.score(model, name)
             self.final_logits[name] = logits  # (N, K), for subclasses that build on the scored splits
             if objective.kind != "multilabel":
-                matrix = confusion_matrix(objective.predictions(logits), split.labels.long(), objective.num_labels)
+                matrix = confusion_matrix(objective.predictions(logits), labels.long(), objective.num_labels)
                 png = f"plots/confusion_{name}.png"
                 plot_confusion_matrix(matrix, data.label_names, run_dir / png, f"Confusion matrix ({name})")
                 plots.append((f"Confusion matrix ({name})", png))
@@ -129,7 +153,7 @@ class ClassifyTask(TrainingTask):
         components = (cfg.model.image_encoder, cfg.model.text_encoder, cfg.model.fusion, cfg.model.head)
         summary = {
             "dataset": cfg.data.name, "objective": objective.kind, "model": " + ".join(c.name for c in components if c),
-            "parameters": f"{count_parameters(model):,}", "train rows": len(data.train),
+            "parameters": f"{count_parameters(model):,}", "train rows": self.train_rows(),
             "epochs trained": len(history),
             "training samples/s (mean)": f"{sum(throughput) / max(1, len(throughput)):.0f}",
             "processes": self.ctx.dist.world_size,

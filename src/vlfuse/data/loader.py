@@ -46,10 +46,16 @@ class BatchLoader:
         self.drop_last = drop_last
         self.group_by_image = group_by_image and split.images is not None
         self.epoch = 0
+        self._skip = 0
         self._num_batches = len(self._epoch_batches())
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+        self._skip = 0
+
+    def skip_batches(self, count: int) -> None:
+        """Start this epoch after its first `count` batches (trained on before an interruption)."""
+        self._skip = count
 
     def __len__(self) -> int:
         return self._num_batches
@@ -93,7 +99,7 @@ class BatchLoader:
         return [b for b in torch.split(rows, batch_sizes) if len(b)]
 
     def __iter__(self) -> Iterator[Batch]:
-        for rows in self._epoch_batches():
+        for rows in self._epoch_batches()[self._skip :]:
             yield self.make_batch(rows)
 
     def make_batch(self, rows: torch.Tensor) -> Batch:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -18,13 +19,14 @@ from vlfuse.data.builtin import default_objective
 from vlfuse.data.images import decode_image_bytes, load_image
 from vlfuse.data.labels import encode_labels
 from vlfuse.data.sources import check_known_labels, label_vocabulary_of, load_source
-from vlfuse.data.splits import PreparedData, RawSplit, SplitData, join_texts, split_by_group
+from vlfuse.data.splits import DataIssue, PreparedData, RawSplit, SplitData, join_texts, split_by_group
 from vlfuse.data.text import TextTokenizer
 from vlfuse.errors import DataError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["prepare_data", "prepare_inputs"]  # the types live in vlfuse.data.splits
+# the types live in vlfuse.data.splits
+__all__ = ["load_raw_splits", "prepare_data", "prepare_inputs", "train_tokenizer"]
 
 
 def prepare_data(
@@ -50,33 +52,13 @@ def prepare_data(
     del seed
     if cfg.objective is None:
         cfg = cfg.model_copy(update={"objective": default_objective(cfg.name)})
-    raw_train = load_source(cfg, "train")
-    raw_test = load_source(cfg, "test")
-    issues = list(raw_train.issues) + (list(raw_test.issues) if raw_test is not None else [])
-    if len(raw_train) < 2:
-        raise DataError(f"{raw_train.file}: only {len(raw_train)} usable training row(s); expected at least 2")
-    if label_names is None:
-        label_names = label_vocabulary_of(raw_train, cfg.objective)  # from all training rows: the val carve adds none
-    else:
-        raw_train = check_known_labels(raw_train, label_names, cfg.objective, on_error=cfg.on_error, issues=issues)
-    if raw_test is not None:
-        raw_test = check_known_labels(raw_test, label_names, cfg.objective, on_error=cfg.on_error, issues=issues)
-    groups = raw_train.row_groups()  # (N,) rows sharing an image (or a clip and its twin) stay on one side
-    train_rows, val_rows = split_by_group(groups, cfg.val_fraction, cfg.split_seed, raw_train.file)
-    raw_val, raw_train = raw_train.select(val_rows), raw_train.select(train_rows)
-
+    raw = load_raw_splits(cfg, label_names)
+    label_names, issues = raw.label_names, raw.issues
+    raw_train, raw_val, raw_test = raw.train, raw.val, raw.test
     if raw_train.texts is None:
         tokenizer = None
     elif tokenizer is None:
-        tokenizer = TextTokenizer.train(
-            (cell for row in raw_train.texts for cell in row),
-            kind=cfg.tokenizer,
-            vocab_size=cfg.vocab_size,
-            min_frequency=cfg.min_frequency,
-            lowercase=cfg.lowercase,
-            strip_punctuation=cfg.strip_punctuation,
-            max_length=cfg.max_text_length,
-        )
+        tokenizer = train_tokenizer(cfg, raw_train)
 
     def encode(raw: RawSplit) -> SplitData:
         ids = mask = None
@@ -122,6 +104,49 @@ def prepare_data(
         len(label_names),
     )
     return prepared
+
+
+@dataclass
+class RawSplits:
+    """A source loaded and split, before tokenizing: what `prepare_data` and `vlfuse data pack` share."""
+
+    train: RawSplit
+    val: RawSplit
+    test: RawSplit | None
+    label_names: list[str]
+    issues: list[DataIssue]
+
+
+def load_raw_splits(cfg: DataConfig, label_names: list[str] | None = None) -> RawSplits:
+    """Load train (and test) rows, fix the label vocabulary and carve validation from train by group (rows sharing an
+    image, or a clip and its twin, stay on one side). `cfg.objective` must be set (see `prepare_data`)."""
+    raw_train = load_source(cfg, "train")
+    raw_test = load_source(cfg, "test")
+    issues = list(raw_train.issues) + (list(raw_test.issues) if raw_test is not None else [])
+    if len(raw_train) < 2:
+        raise DataError(f"{raw_train.file}: only {len(raw_train)} usable training row(s); expected at least 2")
+    if label_names is None:
+        label_names = label_vocabulary_of(raw_train, cfg.objective)  # from all training rows: the val carve adds none
+    else:
+        raw_train = check_known_labels(raw_train, label_names, cfg.objective, on_error=cfg.on_error, issues=issues)
+    if raw_test is not None:
+        raw_test = check_known_labels(raw_test, label_names, cfg.objective, on_error=cfg.on_error, issues=issues)
+    groups = raw_train.row_groups()  # (N,)
+    train_rows, val_rows = split_by_group(groups, cfg.val_fraction, cfg.split_seed, raw_train.file)
+    return RawSplits(raw_train.select(train_rows), raw_train.select(val_rows), raw_test, label_names, issues)
+
+
+def train_tokenizer(cfg: DataConfig, raw_train: RawSplit) -> TextTokenizer:
+    """A tokenizer trained on the training split's texts with the data section's settings."""
+    return TextTokenizer.train(
+        (cell for row in raw_train.texts for cell in row),
+        kind=cfg.tokenizer,
+        vocab_size=cfg.vocab_size,
+        min_frequency=cfg.min_frequency,
+        lowercase=cfg.lowercase,
+        strip_punctuation=cfg.strip_punctuation,
+        max_length=cfg.max_text_length,
+    )
 
 
 def prepare_inputs(

@@ -97,6 +97,14 @@ class TrainingTask:
         self.cfg = cfg
         self.ctx = ctx
 
+    @classmethod
+    def for_config(cls, cfg: BaseModel) -> type[TrainingTask]:
+        """The class that trains `cfg`: this one, or a variant (classification streaming packed shards)."""
+        if getattr(getattr(cfg, "data", None), "shards", None) is not None:
+            raise ConfigError(f"data.shards: task '{getattr(cfg, 'task', '?')}' reads its data into memory; streaming "
+                              "packed shards is supported by task 'classify'")  # fmt: skip
+        return cls
+
     def prepare(self) -> None:
         """Load and split the data (on resume, with the tokenizer the run saved)."""
         raise NotImplementedError
@@ -160,7 +168,7 @@ def run_training(
     started = time.perf_counter()
     run_dir = Path(run_dir)
     info = get_task(cfg.task)
-    task_class = info.training_class
+    task_class = info.training_class.for_config(cfg)
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size > 1 and not task_class.distributed:
         raise ConfigError(f"task '{info.name}' trains in one process; run it without --nproc")

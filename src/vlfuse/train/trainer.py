@@ -21,6 +21,7 @@ from torch import nn
 
 from vlfuse.atomic import atomic_write_text
 from vlfuse.config import TrainConfig
+from vlfuse.errors import CheckpointError
 from vlfuse.threads import ThreadWatch
 from vlfuse.train.checkpoint import load_training_state, save_model_weights, save_training_state
 from vlfuse.train.distributed import DistContext
@@ -51,6 +52,10 @@ class TrainerState:
     epochs_without_improvement: int = 0
     stopped_early: bool = False
     history: list[dict[str, Any]] = field(default_factory=list)
+    # a mid-epoch checkpoint (train.checkpoint_every): batches of the current epoch done, and their summed loss ×
+    # samples and samples over all ranks
+    epoch_batches: int = 0
+    epoch_loss: list[float] = field(default_factory=lambda: [0.0, 0.0])
 
 
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -192,10 +197,32 @@ class Trainer:
         self.state.stopped_early = self.dist.broadcast_flag(self.state.stopped_early)
         return improved
 
+    def _start_epoch(self) -> torch.Tensor:
+        """Position the loader at this epoch (after the batches a mid-epoch checkpoint already trained on); return the
+        running (loss × samples, samples) this process starts the epoch from."""
+        self.train_loader.set_epoch(self.state.epoch)  # type: ignore[attr-defined]
+        done = self.state.epoch_batches
+        if done:
+            if not hasattr(self.train_loader, "skip_batches"):
+                raise CheckpointError(f"{self.run_dir / LAST_CHECKPOINT} was taken mid-epoch, but this task's loader "
+                                      "cannot start an epoch part-way")  # fmt: skip
+            self.train_loader.skip_batches(done)
+            log.info("continuing epoch %d after its first %d batches", self.state.epoch + 1, done)
+        # the saved sums are over all ranks: one rank carries them, so the epoch's all-reduce counts them once
+        return torch.tensor(self.state.epoch_loss if self.dist.is_main else [0.0, 0.0], dtype=torch.float64)
+
+    def _checkpoint_mid_epoch(self, total_loss: torch.Tensor) -> None:
+        every = self.cfg.checkpoint_every
+        if not every or self.state.step % every or self.state.epoch_batches >= len(self.train_loader):
+            return
+        summed = self.dist.all_reduce_sum(total_loss)  # every rank reaches the same step, so all join this
+        self.state.epoch_loss = [float(summed[0]), float(summed[1])]
+        self._save(improved=False)
+
     def _train_epoch(self) -> dict[str, Any]:
         self.model.train()
-        self.train_loader.set_epoch(self.state.epoch)  # type: ignore[attr-defined]
-        total_loss = torch.zeros(2)  # (sum of loss × samples, samples)
+        total_loss = self._start_epoch()  # (sum of loss × samples, samples)
+        samples_this_call = 0
         start = time.perf_counter()
         for batch in self.train_loader:
             batch = batch.to(self.device)
@@ -210,20 +237,24 @@ class Trainer:
             self.optimizer.step()
             self.scheduler.step()
             self.state.step += 1
+            self.state.epoch_batches += 1
             n = len(batch)
-            total_loss += torch.tensor([loss.item() * n, n])
+            samples_this_call += n
+            total_loss += torch.tensor([loss.item() * n, n], dtype=torch.float64)
+            self._checkpoint_mid_epoch(total_loss)
             for cb in self.callbacks:
                 cb.on_step_end(self, loss.item(), n * self.dist.world_size)
             if self.threads is not None:
                 self.threads.check()
         elapsed = time.perf_counter() - start
         total_loss = self.dist.all_reduce_sum(total_loss)
+        self.state.epoch_batches, self.state.epoch_loss = 0, [0.0, 0.0]
         return {
             "step": self.state.step,
             "train_loss": float(total_loss[0] / total_loss[1]),
             "lr": self.scheduler.get_last_lr()[0],
             "train_seconds": elapsed,
-            "train_samples_per_s": float(total_loss[1]) / elapsed,
+            "train_samples_per_s": samples_this_call * self.dist.world_size / elapsed,
             "threads": torch.get_num_threads(),
         }
 

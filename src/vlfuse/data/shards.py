@@ -1,0 +1,296 @@
+"""Streaming packed data (`vlfuse data pack` output) for training and evaluation, with memory flat in data size.
+
+Training: every (rank, DataLoader worker) pair — a *stream* — reads its own endless sequence of shards (drawn with
+replacement by default, so no rank ever runs dry and every rank takes the same number of steps: the WebDataset
+advice for equal epochs), mixes samples through a shuffle buffer, and yields a fixed number of batches per epoch.
+Decoding, tokenizing and augmentation run in the worker processes.
+
+Every random choice is seeded by (seed, epoch, stream, batch), so an epoch's batches are a pure function of those:
+resuming mid-epoch (`skip_batches`) replays the streams without decoding and continues at the exact batch where the
+checkpoint was taken — no sample repeated or skipped. Batch n of an epoch comes from worker n mod W (the DataLoader
+takes them in turn), which is what lets the loader know how many batches each worker has already delivered.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import math
+import random
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from vlfuse.config import DataConfig
+from vlfuse.data.images import decode_image_bytes
+from vlfuse.data.labels import encode_labels
+from vlfuse.data.pack import INDEX_FORMAT, INDEX_NAME
+from vlfuse.data.text import TextTokenizer
+from vlfuse.data.transforms import ImagePreprocessor
+from vlfuse.errors import DataError
+from vlfuse.types import Batch
+
+log = logging.getLogger(__name__)
+
+IMAGE_KEYS = ("png", "jpg", "jpeg", "webp", "bmp", "gif")
+
+
+@dataclass
+class ShardIndex:
+    """A packed data set's index.json: where its shards are and what a model trained on it needs to know."""
+
+    root: Path
+    raw: dict[str, Any]
+    train_pattern: str | None = None  # `data.shards` given as a brace pattern of training shards
+
+    @classmethod
+    def open(cls, location: str) -> ShardIndex:
+        """`location`: the pack folder, its index.json, or a brace pattern of training shards (`DIR/train-{000000..
+        000009}.tar`) beside an index.json."""
+        pattern = location if location.endswith(".tar") else None
+        path = Path(location)
+        path = path.parent if pattern else path
+        file = path / INDEX_NAME if path.is_dir() or pattern else path
+        if not file.is_file():
+            raise DataError(f"data.shards={location!r}: no {file} (expected the folder written by `vlfuse data pack`)")
+        try:
+            raw = json.loads(file.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise DataError(f"{file}: unreadable shard index ({err})") from None
+        if raw.get("format") != INDEX_FORMAT:
+            found = raw.get("format")
+            raise DataError(f"{file}: format {found!r}, expected {INDEX_FORMAT!r} (from `vlfuse data pack`)")
+        return cls(file.parent, raw, pattern)
+
+    def has(self, split: str) -> bool:
+        return split in self.raw["splits"]
+
+    def urls(self, split: str) -> list[str]:
+        """The split's shard URLs: local names resolve against the index's folder; `pipe:`, `http://`, `s3://` … and
+        absolute paths are used as they are (WebDataset opens them)."""
+        if split == "train" and self.train_pattern:
+            from braceexpand import braceexpand
+
+            return list(braceexpand(self.train_pattern))
+        if not self.has(split):
+            raise DataError(f"{self.root / INDEX_NAME}: no '{split}' split was packed")
+        return [name if ":" in name or name.startswith("/") else str(self.root / name)
+                for name in self.raw["splits"][split]["shards"]]  # fmt: skip
+
+    def rows(self, split: str) -> int:
+        return int(self.raw["splits"][split]["rows"])
+
+    def rows_per_sample(self, split: str) -> float:
+        info = self.raw["splits"][split]
+        return info["rows"] / max(1, info["samples"])
+
+    @property
+    def label_names(self) -> list[str]:
+        return list(self.raw["label_names"])
+
+    @property
+    def objective(self) -> str:
+        return self.raw["objective"]
+
+    def tokenizer(self, max_length: int) -> TextTokenizer | None:
+        name = self.raw.get("tokenizer")
+        if name is None:
+            return None
+        tokenizer = TextTokenizer.load(self.root / name)
+        if tokenizer.max_length != max_length:
+            log.info("data.max_text_length %d differs from the packed %d: using %d", max_length,
+                     tokenizer.max_length, max_length)  # fmt: skip
+            tokenizer = TextTokenizer.from_dict({**tokenizer.to_dict(), "max_length": max_length})
+        return tokenizer
+
+
+def read_shard(url: str, on_error: str) -> Iterator[dict[str, Any]]:
+    """The samples of one shard; a shard that cannot be read to its end (missing, truncated, not a tar) raises a
+    DataError naming it, or under `on_error: skip` is logged with how many of its samples were read."""
+    from webdataset.tariterators import tarfile_samples
+
+    count = 0
+    try:
+        for sample in tarfile_samples([{"url": url}]):
+            count += 1
+            yield sample
+    except Exception as err:  # noqa: BLE001 — tarfile, gzip, OSError and pipe errors all mean "this shard is bad"
+        message = (f"shard {url}: unreadable after {count} sample(s) ({type(err).__name__}: {err}); expected a "
+                   f"complete tar written by `vlfuse data pack`")  # fmt: skip
+        if on_error == "raise":
+            raise DataError(message) from None
+        log.warning("%s; skipping the rest of it (data.on_error=skip)", message)
+
+
+class SampleDecoder:
+    """Packed samples → one Batch: image decode, tokenizing, label encoding and (training) augmentation."""
+
+    def __init__(self, cfg: DataConfig, tokenizer: TextTokenizer | None, label_names: list[str], objective: str,
+                 *, augment: bool) -> None:  # fmt: skip
+        self.cfg = cfg
+        self.tokenizer = tokenizer
+        self.label_names = label_names
+        self.objective = objective
+        self.preprocess = ImagePreprocessor(cfg, augment=augment)
+
+    def __call__(self, samples: list[dict[str, Any]], seed: int | None = None) -> Batch:
+        images, texts, labels, rows, image_index = [], [], [], [], []
+        for position, sample in enumerate(samples):
+            key = next((k for k in IMAGE_KEYS if k in sample), None)
+            where = f"{sample.get('__url__', '?')}, sample {sample.get('__key__', '?')}"
+            if key is None or "json" not in sample:
+                raise DataError(f"{where}: expected an image member (.png/.jpg …) and a .json record")
+            record = json.loads(sample["json"])
+            images.append(decode_image_bytes(sample[key], size=self.cfg.image_size, channels=self.cfg.channels,
+                                             source=where, fit=self.cfg.fit))  # fmt: skip
+            for row in record["rows"]:
+                texts.append(row["texts"])
+                labels.append(row["label"])
+                rows.append(row["row"])
+                image_index.append(position)
+        pixels = torch.stack(images)  # (U, C, S, S) uint8
+        if seed is None:
+            image = self.preprocess(pixels)  # (U, C, S, S)
+        else:  # a seeded draw of its own: the batch's augmentation does not depend on what ran before it
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                image = self.preprocess(pixels)  # (U, C, S, S)
+        text_ids = text_mask = None
+        if self.tokenizer is not None and texts and texts[0]:
+            ids, mask = self.tokenizer.encode(texts)  # (B, L), (B, L)
+            length = max(1, int(mask.sum(1).max()))  # trim the padding the whole batch shares
+            text_ids, text_mask = ids[:, :length], mask[:, :length]  # (B, L'), (B, L')
+        label = None if labels[0] is None else encode_labels(labels, self.label_names, self.objective,
+                                                             source=samples[0].get("__url__", "shards"))  # fmt: skip
+        return Batch(image=image, text_ids=text_ids, text_mask=text_mask, label=label, index=torch.tensor(rows),
+                     image_index=torch.tensor(image_index))  # fmt: skip
+
+
+def _seed_of(*parts: int) -> int:
+    return int.from_bytes(random.Random("-".join(map(str, parts))).randbytes(7), "little")
+
+
+class TrainStream(IterableDataset):
+    """One epoch of one rank's training batches, split over the DataLoader's workers (see the module docstring)."""
+
+    def __init__(
+        self, urls: list[str], decode: SampleDecoder, *, samples_per_batch: int, batches: int, seed: int, rank: int,
+        world_size: int, workers: int, shuffle_buffer: int, resample: bool, on_error: str,
+    ) -> None:  # fmt: skip
+        super().__init__()
+        self.urls, self.decode = urls, decode
+        self.samples_per_batch, self.batches = samples_per_batch, batches
+        self.seed, self.rank, self.world_size, self.workers = seed, rank, world_size, max(1, workers)
+        self.shuffle_buffer, self.resample, self.on_error = shuffle_buffer, resample, on_error
+        self.epoch = 0
+        self.skip = 0  # batches of this epoch already trained on (a resumed run)
+
+    def _shard_order(self, rng: random.Random, stream: int) -> Iterator[str]:
+        if self.resample:
+            while True:
+                yield rng.choice(self.urls)
+        mine = self.urls[stream :: self.world_size * self.workers]
+        while True:
+            order = list(mine)
+            rng.shuffle(order)
+            yield from order
+
+    def _samples(self, rng: random.Random, stream: int) -> Iterator[dict[str, Any]]:
+        """Endless shuffled samples of this stream; a whole pass over the shards with nothing readable is an error."""
+        buffer: list[dict[str, Any]] = []
+        empty_run = 0
+        for url in self._shard_order(rng, stream):
+            read = 0
+            for sample in read_shard(url, self.on_error):
+                read += 1
+                if len(buffer) < self.shuffle_buffer:
+                    buffer.append(sample)
+                    continue
+                pick = rng.randrange(len(buffer))
+                buffer[pick], sample = sample, buffer[pick]
+                yield sample
+            empty_run = 0 if read else empty_run + 1
+            if empty_run >= max(len(self.urls), 1) * 4:
+                raise DataError(f"no readable sample in {empty_run} shard reads of {self.urls[0]} …; "
+                                "every shard of this stream is empty or corrupt")  # fmt: skip
+
+    def __iter__(self) -> Iterator[Batch]:
+        info = get_worker_info()
+        worker = info.id if info is not None else 0
+        stream = self.rank * self.workers + worker
+        rng = random.Random(_seed_of(self.seed, self.epoch, stream))
+        samples = self._samples(rng, stream)
+        mine = self.batches // self.workers  # batches is a multiple of workers
+        skip = self.skip // self.workers + (1 if worker < self.skip % self.workers else 0)
+        for number in range(mine):
+            group = list(itertools.islice(samples, self.samples_per_batch))
+            if number >= skip:
+                yield self.decode(group, seed=_seed_of(self.seed, self.epoch, stream, number))
+
+
+def _one_thread(_: int) -> None:
+    torch.set_num_threads(1)  # workers decode; the training process owns the cores' math
+
+
+class ShardLoader:
+    """The training loader over shards: `len()` batches per epoch, `set_epoch`, `skip_batches` (mid-epoch resume)."""
+
+    def __init__(self, index: ShardIndex, cfg: DataConfig, decode: SampleDecoder, *, batch_size: int, seed: int,
+                 rank: int = 0, world_size: int = 1) -> None:  # fmt: skip
+        stream = cfg.stream
+        urls = index.urls("train")
+        streams = world_size * max(1, stream.workers)
+        if not urls:
+            raise DataError(f"{index.root}: no training shards")
+        if not stream.resample and len(urls) < streams:
+            raise DataError(
+                f"{len(urls)} training shard(s) for {streams} streams ({world_size} rank(s) × {max(1, stream.workers)} "
+                f"worker(s)) with data.stream.resample: false — a stream without shards would hang the job; pack "
+                f"smaller shards (--shard-size), use fewer workers or ranks, or set data.stream.resample: true"
+            )  # fmt: skip
+        rows_per_sample = index.rows_per_sample("train")
+        samples_per_batch = max(1, round(batch_size / world_size / rows_per_sample))
+        rows_per_epoch = stream.samples_per_epoch or index.rows("train")
+        batches = math.ceil(rows_per_epoch / world_size / (samples_per_batch * rows_per_sample))
+        workers = max(1, stream.workers)
+        batches = workers * math.ceil(batches / workers)  # every worker delivers the same number
+        self.workers = stream.workers
+        self.dataset = TrainStream(
+            urls, decode, samples_per_batch=samples_per_batch, batches=batches, seed=seed, rank=rank,
+            world_size=world_size, workers=stream.workers, shuffle_buffer=stream.shuffle_buffer,
+            resample=stream.resample, on_error=cfg.on_error,
+        )  # fmt: skip
+
+    def set_epoch(self, epoch: int) -> None:
+        self.dataset.epoch = epoch
+        self.dataset.skip = 0
+
+    def skip_batches(self, count: int) -> None:
+        """Start this epoch after its first `count` batches (they were trained on before an interruption)."""
+        self.dataset.skip = count
+
+    def __len__(self) -> int:
+        return self.dataset.batches
+
+    def __iter__(self) -> Iterator[Batch]:
+        return iter(DataLoader(self.dataset, batch_size=None, num_workers=self.workers, worker_init_fn=_one_thread,
+                               prefetch_factor=4 if self.workers else None))  # fmt: skip
+
+
+def split_batches(index: ShardIndex, split: str, decode: SampleDecoder, *, samples_per_batch: int,
+                  on_error: str) -> Iterable[Batch]:  # fmt: skip
+    """Every sample of a split once, in shard order, as batches (evaluation; no augmentation)."""
+    group: list[dict[str, Any]] = []
+    for url in index.urls(split):
+        for sample in read_shard(url, on_error):
+            group.append(sample)
+            if len(group) == samples_per_batch:
+                yield decode(group)
+                group = []
+    if group:
+        yield decode(group)

@@ -27,7 +27,12 @@ def train(
     set_: Annotated[list[str] | None, typer.Option("--set", help="override a key: --set train.epochs=3")] = None,
     run_dir: Annotated[Path | None, typer.Option(help="where to write the run (default runs/<config>-<time>)")] = None,
     resume: Annotated[Path | None, typer.Option(help="continue this run directory from its last checkpoint")] = None,
-    nproc: Annotated[int, typer.Option(min=1, help="processes (DistributedDataParallel via torchrun)")] = 1,
+    nproc: Annotated[int, typer.Option(min=1, help="processes per machine (DistributedDataParallel via torchrun)")] = 1,
+    nnodes: Annotated[int, typer.Option(min=1, help="machines taking part (run the same command on each)")] = 1,
+    node_rank: Annotated[int, typer.Option(min=0, help="this machine's number, 0 … nnodes-1")] = 0,
+    rdzv_endpoint: Annotated[str | None, typer.Option(help="HOST:PORT where the machines meet (c10d)")] = None,
+    max_restarts: Annotated[int, typer.Option(min=0, help="restarts of the group after a process dies; a restart "
+                                              "continues from the last checkpoint")] = 0,
     stop_after_epochs: Annotated[int | None, typer.Option(hidden=True)] = None,
     overwrite: Annotated[bool, typer.Option(help="replace an existing run in --run-dir")] = False,
     verbose: bool = False,
@@ -36,7 +41,7 @@ def train(
     from vlfuse.api import default_run_dir
     from vlfuse.errors import CheckpointError
     from vlfuse.task import load_config
-    from vlfuse.train.distributed import launch
+    from vlfuse.train.distributed import Launch, launch, restarted_by_torchrun
     from vlfuse.train.progress import ProgressBar
     from vlfuse.train.runner import run_training
 
@@ -54,13 +59,17 @@ def train(
     else:
         cfg = load_config(config, set_ or None)
         target = run_dir or default_run_dir(config)
-    if nproc > 1 and "WORLD_SIZE" not in os.environ:
+    spec = Launch(nproc, nnodes, node_rank, rdzv_endpoint, f"vlfuse-{Path(target).name}", max_restarts)
+    if spec.needed and "WORLD_SIZE" not in os.environ:
         argv = ["train", *([str(config)] if config else []), "--run-dir", str(target)]
         argv += [f"--set={s}" for s in set_ or []]
         argv += ["--resume", str(resume)] if resume else []
         argv += ["--stop-after-epochs", str(stop_after_epochs)] if stop_after_epochs else []
         argv += ["--overwrite"] if overwrite else []
-        raise typer.Exit(launch(nproc, argv))
+        raise typer.Exit(launch(spec, argv))
+    if restarted_by_torchrun() and (Path(target) / "config.yaml").is_file():
+        console.print(f"restarted after a failed process: continuing {target} from its last checkpoint")
+        resume, overwrite = Path(target), False
     summary = run_training(cfg, target, resume=resume is not None, stop_after_epochs=stop_after_epochs,
                            callbacks=[ProgressBar()], overwrite=overwrite)  # fmt: skip
     if int(os.environ.get("RANK", "0")) != 0:

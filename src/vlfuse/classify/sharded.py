@@ -68,7 +68,7 @@ class ShardedClassifyTask(ClassifyTask):
         self.index, self.data = open_sharded(cfg.data.shards, pretrained_tokenizer_for(cfg), cfg.data.max_text_length)
         self.objective = Objective(self.data.objective, len(self.data.label_names), cfg.train.label_smoothing)
         log.info("streaming %s: %d train rows in %d shard(s)", self.index.root, self.index.rows("train"),
-                 len(self.index.urls("train")))  # fmt: skip
+                 len(self.index.shards("train")))  # fmt: skip
 
     def build(self) -> nn.Module:
         model = build_classifier(self.cfg, self.data.tokenizer, self.objective.num_outputs).to(self.ctx.device)

@@ -111,6 +111,7 @@ def _write_split(
         for rows in rows_of
     ]  # fmt: skip
     samples = 0
+    per_shard: dict[str, int] = {}  # shard name → samples written to it (checked when streaming)
     with wds.ShardWriter(str(out / f"{name}-%06d.tar"), maxsize=shard_bytes, maxcount=10**9, verbose=0) as sink:
         for copy in range(copies):
             images = raw.images  # (M, C, H, W) uint8
@@ -128,9 +129,12 @@ def _write_split(
                 ext, data = original if original is not None else ("png", _png(images[image_no]))
                 record = {"rows": rows, "source": source if copy == 0 else f"{source} (copy {copy})"}
                 sink.write({"__key__": f"{copy:03d}{image_no:09d}", ext: data, "json": json.dumps(record).encode()})
+                per_shard[Path(sink.fname).name] = per_shard.get(Path(sink.fname).name, 0) + 1
                 samples += 1
-    shards = sorted(p.name for p in out.glob(f"{name}-*.tar"))
-    return {"shards": shards, "samples": samples, "rows": sum(len(r) for r in records) * copies, "copies": copies}
+    shards = sorted(per_shard)
+    return {"shards": shards, "samples": samples, "rows": sum(len(r) for r in records) * copies, "copies": copies,
+            "shard_samples": [per_shard[s] for s in shards],
+            "shard_bytes": [(out / s).stat().st_size for s in shards]}  # fmt: skip
 
 
 def pack(cfg: DataConfig, out: str | Path, *, shard_size: str = "256MB", repeat: int = 1) -> PackResult:

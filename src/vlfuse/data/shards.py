@@ -8,7 +8,8 @@ Decoding, tokenizing and augmentation run in the worker processes.
 Every random choice is seeded by (seed, epoch, stream, batch), so an epoch's batches are a pure function of those:
 resuming mid-epoch (`skip_batches`) replays the streams without decoding and continues at the exact batch where the
 checkpoint was taken — no sample repeated or skipped. Batch n of an epoch comes from worker n mod W (the DataLoader
-takes them in turn), which is what lets the loader know how many batches each worker has already delivered.
+takes them in turn, starting at worker 0), which is what lets the loader know how many batches each worker has
+already delivered.
 """
 
 from __future__ import annotations
@@ -70,17 +71,21 @@ class ShardIndex:
     def has(self, split: str) -> bool:
         return split in self.raw["splits"]
 
-    def urls(self, split: str) -> list[str]:
-        """The split's shard URLs: local names resolve against the index's folder; `pipe:`, `http://`, `s3://` … and
+    def shards(self, split: str) -> list[Shard]:
+        """The split's shards: local names resolve against the index's folder; `pipe:`, `http://`, `s3://` … and
         absolute paths are used as they are (WebDataset opens them)."""
         if split == "train" and self.train_pattern:
             from braceexpand import braceexpand
 
-            return list(braceexpand(self.train_pattern))
+            return [Shard(url) for url in braceexpand(self.train_pattern)]
         if not self.has(split):
             raise DataError(f"{self.root / INDEX_NAME}: no '{split}' split was packed")
-        return [name if ":" in name or name.startswith("/") else str(self.root / name)
-                for name in self.raw["splits"][split]["shards"]]  # fmt: skip
+        info = self.raw["splits"][split]
+        names = info["shards"]
+        counts = info.get("shard_samples") or [None] * len(names)
+        sizes = info.get("shard_bytes") or [None] * len(names)
+        return [Shard(name if ":" in name or name.startswith("/") else str(self.root / name), count, size)
+                for name, count, size in zip(names, counts, sizes, strict=True)]  # fmt: skip
 
     def rows(self, split: str) -> int:
         return int(self.raw["splits"][split]["rows"])
@@ -109,22 +114,48 @@ class ShardIndex:
         return tokenizer
 
 
-def read_shard(url: str, on_error: str) -> Iterator[dict[str, Any]]:
-    """The samples of one shard; a shard that cannot be read to its end (missing, truncated, not a tar) raises a
-    DataError naming it, or under `on_error: skip` is logged with how many of its samples were read."""
+@dataclass(frozen=True)
+class Shard:
+    """A shard's URL and, when the index knows them, its sample count and byte size (to tell a truncated one)."""
+
+    url: str
+    samples: int | None = None
+    size: int | None = None
+
+
+def _check_size(shard: Shard) -> str | None:
+    path = Path(shard.url)
+    if shard.size is None or ":" in shard.url or not path.is_file():
+        return None
+    actual = path.stat().st_size
+    return None if actual == shard.size else f"{actual:,} bytes where the index says {shard.size:,} (truncated?)"
+
+
+def read_shard(shard: Shard, on_error: str) -> Iterator[dict[str, Any]]:
+    """The samples of one shard; a shard that cannot be read to its end (missing, truncated, not a tar, fewer samples
+    than packed) raises a DataError naming it, or under `on_error: skip` is logged and its readable samples kept."""
     from webdataset.tariterators import tarfile_samples
 
-    count = 0
+    def fail(problem: str) -> None:
+        message = f"shard {shard.url}: {problem}; expected the complete tar written by `vlfuse data pack`"
+        if on_error == "raise":
+            raise DataError(message)
+        log.warning("%s; kept the %d sample(s) that could be read (data.on_error=skip)", message, count)
+
+    count, size_problem = 0, _check_size(shard)
+    if size_problem and on_error == "raise":
+        fail(size_problem)  # before any of its samples is used
     try:
-        for sample in tarfile_samples([{"url": url}]):
+        for sample in tarfile_samples([{"url": shard.url}]):
             count += 1
             yield sample
-    except Exception as err:  # noqa: BLE001 — tarfile, gzip, OSError and pipe errors all mean "this shard is bad"
-        message = (f"shard {url}: unreadable after {count} sample(s) ({type(err).__name__}: {err}); expected a "
-                   f"complete tar written by `vlfuse data pack`")  # fmt: skip
-        if on_error == "raise":
-            raise DataError(message) from None
-        log.warning("%s; skipping the rest of it (data.on_error=skip)", message)
+    except Exception as err:  # noqa: BLE001 — tarfile, gzip, OSError and pipe errors all mean a bad shard
+        fail(f"unreadable after {count} sample(s) ({type(err).__name__}: {err})")
+        return
+    if shard.samples is not None and count != shard.samples:
+        fail(f"{count} sample(s) where the index says {shard.samples}")
+    elif size_problem:
+        fail(size_problem)
 
 
 class SampleDecoder:
@@ -179,7 +210,7 @@ class TrainStream(IterableDataset):
     """One epoch of one rank's training batches, split over the DataLoader's workers (see the module docstring)."""
 
     def __init__(
-        self, urls: list[str], decode: SampleDecoder, *, samples_per_batch: int, batches: int, seed: int, rank: int,
+        self, urls: list[Shard], decode: SampleDecoder, *, samples_per_batch: int, batches: int, seed: int, rank: int,
         world_size: int, workers: int, shuffle_buffer: int, resample: bool, on_error: str,
     ) -> None:  # fmt: skip
         super().__init__()
@@ -190,7 +221,7 @@ class TrainStream(IterableDataset):
         self.epoch = 0
         self.skip = 0  # batches of this epoch already trained on (a resumed run)
 
-    def _shard_order(self, rng: random.Random, stream: int) -> Iterator[str]:
+    def _shard_order(self, rng: random.Random, stream: int) -> Iterator[Shard]:
         if self.resample:
             while True:
                 yield rng.choice(self.urls)
@@ -204,9 +235,9 @@ class TrainStream(IterableDataset):
         """Endless shuffled samples of this stream; a whole pass over the shards with nothing readable is an error."""
         buffer: list[dict[str, Any]] = []
         empty_run = 0
-        for url in self._shard_order(rng, stream):
+        for shard in self._shard_order(rng, stream):
             read = 0
-            for sample in read_shard(url, self.on_error):
+            for sample in read_shard(shard, self.on_error):
                 read += 1
                 if len(buffer) < self.shuffle_buffer:
                     buffer.append(sample)
@@ -216,7 +247,7 @@ class TrainStream(IterableDataset):
                 yield sample
             empty_run = 0 if read else empty_run + 1
             if empty_run >= max(len(self.urls), 1) * 4:
-                raise DataError(f"no readable sample in {empty_run} shard reads of {self.urls[0]} …; "
+                raise DataError(f"no readable sample in {empty_run} shard reads of {self.urls[0].url} …; "
                                 "every shard of this stream is empty or corrupt")  # fmt: skip
 
     def __iter__(self) -> Iterator[Batch]:
@@ -226,7 +257,7 @@ class TrainStream(IterableDataset):
         rng = random.Random(_seed_of(self.seed, self.epoch, stream))
         samples = self._samples(rng, stream)
         mine = self.batches // self.workers  # batches is a multiple of workers
-        skip = self.skip // self.workers + (1 if worker < self.skip % self.workers else 0)
+        skip = self.skip // self.workers  # whole rounds; ShardLoader drops the rest (the DataLoader starts at worker 0)
         for number in range(mine):
             group = list(itertools.islice(samples, self.samples_per_batch))
             if number >= skip:
@@ -243,7 +274,7 @@ class ShardLoader:
     def __init__(self, index: ShardIndex, cfg: DataConfig, decode: SampleDecoder, *, batch_size: int, seed: int,
                  rank: int = 0, world_size: int = 1) -> None:  # fmt: skip
         stream = cfg.stream
-        urls = index.urls("train")
+        urls = index.shards("train")
         streams = world_size * max(1, stream.workers)
         if not urls:
             raise DataError(f"{index.root}: no training shards")
@@ -278,16 +309,24 @@ class ShardLoader:
         return self.dataset.batches
 
     def __iter__(self) -> Iterator[Batch]:
-        return iter(DataLoader(self.dataset, batch_size=None, num_workers=self.workers, worker_init_fn=_one_thread,
-                               prefetch_factor=4 if self.workers else None))  # fmt: skip
+        # a generator of its own: starting workers must not draw from torch's global one, which the checkpoint holds
+        # (dropout reads it), or a resumed epoch would see other random numbers than an uninterrupted one
+        loader = DataLoader(self.dataset, batch_size=None, num_workers=self.workers, worker_init_fn=_one_thread,
+                            prefetch_factor=4 if self.workers else None, generator=torch.Generator())  # fmt: skip
+        batches = iter(loader)
+        # the workers skipped whole rounds of batches undecoded; the DataLoader takes worker 0's batch first, so the
+        # trained batches of a part-done round are dropped here (fewer than one per worker is decoded in vain)
+        for _ in range(self.dataset.skip % self.dataset.workers):
+            next(batches)
+        return batches
 
 
 def split_batches(index: ShardIndex, split: str, decode: SampleDecoder, *, samples_per_batch: int,
                   on_error: str) -> Iterable[Batch]:  # fmt: skip
     """Every sample of a split once, in shard order, as batches (evaluation; no augmentation)."""
     group: list[dict[str, Any]] = []
-    for url in index.urls(split):
-        for sample in read_shard(url, on_error):
+    for shard in index.shards(split):
+        for sample in read_shard(shard, on_error):
             group.append(sample)
             if len(group) == samples_per_batch:
                 yield decode(group)

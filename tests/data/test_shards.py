@@ -1,0 +1,172 @@
+"""Packing data into WebDataset shards and streaming it back: counts, bytes, order, resume, ranks, corrupt shards."""
+
+from __future__ import annotations
+
+import copy
+import json
+import tarfile
+
+import pytest
+import torch
+from tiny_configs import TINY_VQA
+
+from vlfuse.config import DataConfig, StreamConfig
+from vlfuse.data.pack import pack, parse_size
+from vlfuse.data.prepare import prepare_data
+from vlfuse.data.shards import SampleDecoder, ShardIndex, ShardLoader, split_batches
+from vlfuse.errors import DataError
+
+TINY_DATA = {k: v for k, v in TINY_VQA["data"].items() if k != "augment"}
+
+
+@pytest.fixture(scope="module")
+def packed(tmp_path_factory):
+    out = tmp_path_factory.mktemp("packed")
+    result = pack(DataConfig(**TINY_DATA), out, shard_size="20kB")
+    return out, result
+
+
+def _loader(out, *, workers=0, rank=0, world_size=1, resample=True, batch_size=32, augment=False):
+    cfg = DataConfig(**TINY_DATA, shards=str(out), stream=StreamConfig(workers=workers, shuffle_buffer=50,
+                                                                       resample=resample))  # fmt: skip
+    index = ShardIndex.open(str(out))
+    decode = SampleDecoder(cfg, index.tokenizer(cfg.max_text_length), index.label_names, index.objective,
+                           augment=augment)  # fmt: skip
+    return ShardLoader(index, cfg, decode, batch_size=batch_size, seed=0, rank=rank, world_size=world_size)
+
+
+def test_pack_keeps_every_row_once_with_the_in_memory_split(packed):
+    out, result = packed
+    data = prepare_data(DataConfig(**TINY_DATA), seed=0)
+    index = json.loads((out / "index.json").read_text())
+    assert index["label_names"] == data.label_names
+    for name, split in (("train", data.train), ("val", data.val), ("test", data.test)):
+        assert index["splits"][name]["rows"] == len(split)
+        assert index["splits"][name]["samples"] == len(split.images)  # one sample per distinct image
+    assert len(index["splits"]["train"]["shards"]) > 1  # 20 kB shards: several
+    # validation is carved exactly as in-memory training carves it, and streams back every row once
+    shard_index = ShardIndex.open(str(out))
+    decode = SampleDecoder(DataConfig(**TINY_DATA), shard_index.tokenizer(12), index["label_names"],
+                           index["objective"], augment=False)  # fmt: skip
+    batches = list(split_batches(shard_index, "val", decode, samples_per_batch=7, on_error="raise"))
+    rows = torch.cat([b.index for b in batches])
+    assert sorted(rows.tolist()) == sorted(data.val.source_rows)
+    labels = torch.cat([b.label for b in batches])
+    by_row = dict(zip(data.val.source_rows, data.val.labels.tolist(), strict=True))
+    assert labels.tolist() == [by_row[r] for r in rows.tolist()]
+
+
+def test_a_table_keeps_its_original_image_bytes(tiny_table, tmp_path):
+    table = tiny_table()["data"]["path"]
+    out = tmp_path / "packed"
+    pack(DataConfig(name="table", path=table, image_size=32), out)
+    with tarfile.open(next(out.glob("train-*.tar"))) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+        png = next(name for name in members if name.endswith(".png"))
+        record = json.loads(tar.extractfile(png.replace(".png", ".json")).read())
+        source = record["source"]
+        assert tar.extractfile(png).read() == open(source, "rb").read()
+
+
+def test_pack_refuses_a_folder_that_holds_shards_and_bad_sizes(packed):
+    out, _ = packed
+    with pytest.raises(DataError, match="already holds packed shards"):
+        pack(DataConfig(**TINY_DATA), out)
+    with pytest.raises(DataError, match="expected a size"):
+        parse_size("lots")
+    assert parse_size("256MB") == 256_000_000
+
+
+def test_an_epoch_is_reproducible_and_resumes_at_the_exact_batch(packed):
+    out, _ = packed
+    loader = _loader(out, workers=2)
+    loader.set_epoch(1)
+    full = [b.index for b in loader]
+    assert len(full) == len(loader) and len(loader) % 2 == 0
+    loader.set_epoch(1)
+    assert all(torch.equal(a, b.index) for a, b in zip(full, loader, strict=True))
+    for done in (1, 3):  # an odd count: worker 0 has delivered one batch more than worker 1
+        loader.set_epoch(1)
+        loader.skip_batches(done)
+        rest = [b.index for b in loader]
+        assert len(rest) == len(full) - done
+        assert all(torch.equal(a, b) for a, b in zip(full[done:], rest, strict=True))  # nothing repeated or skipped
+    loader.set_epoch(2)
+    assert not all(torch.equal(a, b.index) for a, b in zip(full, loader, strict=False))
+
+
+def test_augmentation_is_seeded_per_batch(packed):
+    out, _ = packed
+    loader = _loader(out, augment=True)
+    loader.set_epoch(0)
+    first = [b.image for b in loader][2]
+    loader.set_epoch(0)
+    loader.skip_batches(2)
+    assert torch.equal(next(iter(loader)).image, first)
+
+
+def test_every_rank_takes_the_same_number_of_batches(packed):
+    out, _ = packed
+    ranks = [_loader(out, rank=r, world_size=3, workers=2) for r in range(3)]
+    assert len({len(loader) for loader in ranks}) == 1
+    counts = []
+    for loader in ranks:
+        loader.set_epoch(0)
+        counts.append(sum(1 for _ in loader))
+    assert counts == [len(ranks[0])] * 3
+
+
+def test_more_streams_than_shards_is_a_clear_error_not_a_hang(packed):
+    out, _ = packed
+    shards = len(ShardIndex.open(str(out)).shards("train"))
+    with pytest.raises(DataError, match=f"{shards} training shard\\(s\\) for {shards * 2 + 2} streams .*hang"):
+        _loader(out, world_size=shards + 1, workers=2, resample=False)
+
+
+def test_a_truncated_shard_is_named_or_skipped(packed, tmp_path, caplog):
+    out, _ = packed
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    index = json.loads((out / "index.json").read_text())
+    for name in index["splits"]["test"]["shards"] + ["tokenizer.json"]:
+        (bad / name).write_bytes((out / name).read_bytes())
+    (bad / "index.json").write_text(json.dumps(index))
+    shard = bad / index["splits"]["test"]["shards"][0]
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2 + 100])
+    shard_index = ShardIndex.open(str(bad))
+    decode = SampleDecoder(DataConfig(**TINY_DATA), shard_index.tokenizer(12), index["label_names"],
+                           index["objective"], augment=False)  # fmt: skip
+    with pytest.raises(DataError, match=f"shard {shard}: .* bytes where the index says .* \\(truncated\\?\\)"):
+        list(split_batches(shard_index, "test", decode, samples_per_batch=8, on_error="raise"))
+    rows = sum(len(b) for b in split_batches(shard_index, "test", decode, samples_per_batch=8, on_error="skip"))
+    assert 0 < rows < index["splits"]["test"]["rows"]
+    assert str(shard) in caplog.text
+
+
+def test_train_from_shards_then_predict_and_resume_mid_epoch_exactly(packed, tmp_path):
+    from vlfuse.task import load_run, validate_config
+    from vlfuse.train.runner import run_training
+    from vlfuse.train.trainer import Callback
+
+    out, _ = packed
+    cfg_dict = copy.deepcopy(TINY_VQA)
+    cfg_dict["data"].update(shards=str(out), stream={"workers": 2, "shuffle_buffer": 40})
+    cfg_dict["train"].update(checkpoint_every=3)
+    cfg = validate_config(cfg_dict)
+    whole = run_training(cfg, tmp_path / "whole")
+    assert whole["complete"] and whole["metrics"]["test"]["samples"] == json.loads(
+        (out / "index.json").read_text())["splits"]["test"]["rows"]  # fmt: skip
+
+    class Kill(Callback):
+        def on_step_end(self, trainer, loss, batch_size):
+            if trainer.state.step == len(trainer.train_loader) + 5:
+                raise KeyboardInterrupt  # in epoch 2, two steps after its checkpoint at a multiple of 3
+
+    with pytest.raises(KeyboardInterrupt):
+        run_training(cfg, tmp_path / "cut", callbacks=[Kill()])
+    resumed = run_training(cfg, tmp_path / "cut", resume=True)
+    assert resumed["complete"]
+    a = load_run(tmp_path / "whole").model.state_dict()
+    b = load_run(tmp_path / "cut").model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed["metrics"] == whole["metrics"]

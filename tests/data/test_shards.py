@@ -170,3 +170,32 @@ def test_train_from_shards_then_predict_and_resume_mid_epoch_exactly(packed, tmp
     b = load_run(tmp_path / "cut").model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert resumed["metrics"] == whole["metrics"]
+
+
+def test_cli_packs_trains_from_shards_and_predicts(cli, tmp_path):
+    import yaml
+    from PIL import Image
+
+    out = tmp_path / "packed"
+    sets = ["--set", "data.limit=200", "--set", "data.test_limit=60", "--set", "data.image_size=32"]
+    done = cli("data", "pack", "easy-vqa", "--out", out, "--shard-size", "50kB", *sets)
+    assert done.returncode == 0, done.stderr
+    assert "train: " in done.stdout and "rows/s" in done.stdout
+    again = cli("data", "pack", "easy-vqa", "--out", out)
+    assert again.returncode == 2 and "already holds packed shards" in again.stderr
+    config = copy.deepcopy(TINY_VQA)
+    config["train"]["epochs"] = 1
+    config["data"]["shards"] = str(out)
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    trained = cli("train", path, "--run-dir", tmp_path / "run")
+    assert trained.returncode == 0, trained.stderr
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["metrics"]["test"]["samples"] == 60
+    Image.new("RGB", (32, 32), "red").save(tmp_path / "red.png")
+    answer = cli("predict", tmp_path / "run", "--image", tmp_path / "red.png", "--text", "what color is the shape?")
+    assert answer.returncode == 0, answer.stderr
+    missing = cli("train", path, "--run-dir", tmp_path / "run2", "--set", f"data.shards={tmp_path / 'nowhere'}")
+    assert missing.returncode == 2 and "vlfuse data pack" in missing.stderr
+    evaluated = cli("evaluate", tmp_path / "run", "--json")
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert '"samples": 60' in evaluated.stdout

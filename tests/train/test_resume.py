@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from vlfuse.task import validate_config
@@ -105,3 +106,33 @@ def test_resuming_a_finished_run_says_nothing_is_left(tmp_path, cli):
     again = cli("train", "--resume", str(tmp_path / "run"))
     assert again.returncode == 0, again.stderr[-2000:]
     assert "nothing left to train" in again.stderr and "epoch 2/1" not in again.stderr
+
+
+def test_a_run_killed_mid_epoch_continues_that_epoch_at_the_exact_batch(tmp_path, tiny_config):
+    """train.checkpoint_every: a SIGKILL between checkpoints loses only the steps since the last one; the resumed run
+    ends with the uninterrupted run's weights (in-memory loader: the epoch's remaining batches, the saved RNG)."""
+    from vlfuse.train.trainer import Callback
+
+    tiny_config["train"]["checkpoint_every"] = 4
+    cfg = _config(tiny_config, 2)
+    reference = tmp_path / "reference"
+    run_training(cfg, reference)
+
+    class Killed(Exception):
+        pass
+
+    class KillAt(Callback):
+        def on_step_end(self, trainer, loss, batch_size):
+            if trainer.state.step == len(trainer.train_loader) + 6:  # epoch 2, two steps after a checkpoint
+                raise Killed
+
+    run = tmp_path / "run"
+    with pytest.raises(Killed):
+        run_training(cfg, run, callbacks=[KillAt()])
+    state = json.loads(ckpt.read_checkpoint(run / LAST_CHECKPOINT)[1]["trainer"])
+    assert state["epoch"] == 1 and state["epoch_batches"] > 0  # the checkpoint is mid-epoch 2
+    summary = run_training(cfg, run, resume=True)
+    assert summary["complete"] and _epochs_logged(run) == [1, 2]
+    assert _test_metrics(run) == _test_metrics(reference)
+    a, b = ckpt.read_checkpoint(reference / "model.safetensors")[0], ckpt.read_checkpoint(run / "model.safetensors")[0]
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import Tensor, nn
 
@@ -9,6 +11,9 @@ from vlfuse.data.loader import BatchLoader
 from vlfuse.data.splits import SplitData
 from vlfuse.data.transforms import ImagePreprocessor
 from vlfuse.objective import Objective
+
+if TYPE_CHECKING:
+    from vlfuse.data.shards import SampleDecoder, ShardIndex
 
 
 @torch.inference_mode()
@@ -44,3 +49,25 @@ def evaluate_split(
     metrics = objective.metrics(logits, split.labels)
     metrics["samples"] = len(split)
     return metrics, logits
+
+
+@torch.inference_mode()
+def evaluate_shards(
+    model: nn.Module, index: ShardIndex, split: str, decode: SampleDecoder, objective: Objective, *, batch_size: int,
+    on_error: str, device: torch.device,
+) -> tuple[dict[str, float], Tensor, Tensor]:  # fmt: skip
+    """Objective metrics, logits (N, K) and labels of every row of a packed split, streamed in shard order."""
+    from vlfuse.data.shards import split_batches
+
+    was_training = model.training
+    model.eval()
+    per_batch = max(1, round(batch_size / index.rows_per_sample(split)))
+    logits, labels = [], []
+    for batch in split_batches(index, split, decode, samples_per_batch=per_batch, on_error=on_error):
+        logits.append(model(batch.to(device)).float().cpu())  # (B, K)
+        labels.append(batch.label)
+    model.train(was_training)
+    all_logits, all_labels = torch.cat(logits), torch.cat(labels)  # (N, K), (N, ...)
+    metrics = objective.metrics(all_logits, all_labels)
+    metrics["samples"] = len(all_labels)
+    return metrics, all_logits, all_labels

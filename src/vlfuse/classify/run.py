@@ -16,14 +16,14 @@ import torch
 
 from vlfuse.classify import WEIGHTS
 from vlfuse.classify.config import ClassifyConfig
-from vlfuse.classify.evaluate import evaluate_split
+from vlfuse.classify.evaluate import evaluate_shards, evaluate_split
 from vlfuse.classify.inputs import check_inputs
 from vlfuse.data.images import load_image
 from vlfuse.data.prepare import prepare_data
 from vlfuse.data.splits import SplitData
 from vlfuse.data.text import TextTokenizer
 from vlfuse.data.transforms import ImagePreprocessor
-from vlfuse.errors import CheckpointError
+from vlfuse.errors import CheckpointError, DataError
 from vlfuse.model import MultimodalModel, build_model
 from vlfuse.objective import Objective
 from vlfuse.train.checkpoint import load_model_weights
@@ -162,6 +162,10 @@ class ClassifyRun:
 
     def splits(self, *names: str) -> list[SplitData]:
         """Re-prepare the run's data once (with its tokenizer and labels) and return the named splits."""
+        if self.cfg.data.shards is not None:
+            raise DataError(f"this run streams packed shards (data.shards={self.cfg.data.shards}); this needs its "
+                            "data in memory: use `vlfuse evaluate` (it streams), or --set data.shards=null with a "
+                            "data.name / data.path that holds the same rows")  # fmt: skip
         data = prepare_data(self.cfg.data, seed=self.cfg.seed, tokenizer=self.tokenizer, label_names=self.label_names)
         if data.label_names != self.label_names:
             raise CheckpointError(f"the data's labels {data.label_names} differ from the run's {self.label_names}")
@@ -173,7 +177,15 @@ class ClassifyRun:
         return chosen
 
     def evaluate(self, split: str = "test") -> dict[str, float]:
-        """Re-prepare the run's data and score one split with the saved weights."""
+        """Re-prepare the run's data (or stream its packed shards) and score one split with the saved weights."""
+        device = next(self.model.parameters()).device
+        if self.cfg.data.shards is not None:
+            from vlfuse.data.shards import SampleDecoder, ShardIndex
+
+            decode = SampleDecoder(self.cfg.data, self.tokenizer, self.label_names, self.objective.kind, augment=False)
+            return evaluate_shards(self.model, ShardIndex.open(self.cfg.data.shards), split, decode, self.objective,
+                                   batch_size=self.cfg.train.eval_batch_size, on_error=self.cfg.data.on_error,
+                                   device=device)[0]  # fmt: skip
         chosen = self.split_data(split)
         metrics, _ = evaluate_split(
             self.model, chosen, self.objective, self.preprocess, batch_size=self.cfg.train.eval_batch_size,

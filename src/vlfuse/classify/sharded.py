@@ -14,9 +14,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from vlfuse.classify.evaluate import evaluate_shards
 from vlfuse.classify.run import build_classifier
 from vlfuse.classify.task import ClassifyTask, pretrained_tokenizer_for
-from vlfuse.data.shards import SampleDecoder, ShardIndex, ShardLoader, split_batches
+from vlfuse.data.shards import SampleDecoder, ShardIndex, ShardLoader
 from vlfuse.data.splits import DataIssue
 from vlfuse.data.text import TextTokenizer
 from vlfuse.objective import Objective
@@ -43,23 +44,6 @@ def open_sharded(
     tokenizer = tokenizer or index.tokenizer(max_text_length)
     issues = [DataIssue(**issue) for issue in index.raw.get("skipped_rows", [])]
     return index, ShardedData(tokenizer, index.label_names, index.objective, issues)
-
-
-@torch.inference_mode()
-def stream_logits(
-    model: nn.Module, index: ShardIndex, split: str, decode: SampleDecoder, *, batch_size: int, on_error: str,
-    device: torch.device,
-) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-    """Logits (N, K) and labels of every row of a packed split, in shard order."""
-    was_training = model.training
-    model.eval()
-    per_batch = max(1, round(batch_size / index.rows_per_sample(split)))
-    logits, labels = [], []
-    for batch in split_batches(index, split, decode, samples_per_batch=per_batch, on_error=on_error):
-        logits.append(model(batch.to(device)).float().cpu())  # (B, K)
-        labels.append(batch.label)
-    model.train(was_training)
-    return torch.cat(logits), torch.cat(labels)  # (N, K), (N, ...)
 
 
 class ShardedClassifyTask(ClassifyTask):
@@ -90,12 +74,9 @@ class ShardedClassifyTask(ClassifyTask):
         return [name for name in ("val", "test") if self.index.has(name)]
 
     def score(self, model: nn.Module, name: str) -> tuple[dict[str, float], torch.Tensor, torch.Tensor]:
-        logits, labels = stream_logits(model, self.index, name, self._decoder(augment=False),
-                                       batch_size=self.cfg.train.eval_batch_size, on_error=self.cfg.data.on_error,
-                                       device=self.ctx.device)  # fmt: skip
-        metrics = self.objective.metrics(logits, labels)
-        metrics["samples"] = len(labels)
-        return metrics, logits, labels
+        return evaluate_shards(model, self.index, name, self._decoder(augment=False), self.objective,
+                               batch_size=self.cfg.train.eval_batch_size, on_error=self.cfg.data.on_error,
+                               device=self.ctx.device)  # fmt: skip
 
     def train_rows(self) -> int:
         return self.index.rows("train")

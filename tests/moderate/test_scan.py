@@ -209,3 +209,27 @@ def test_a_table_edited_after_a_kill_is_not_continued(run, tmp_path):
         f.write('{"text": "dupe sneaker"}\n')
     with pytest.raises(DataError, match="written by another scan \\(source_bytes"):
         scan(run, str(table), out)
+
+
+def test_a_scan_shared_by_two_processes_survives_a_kill_with_every_item_once(run_dir, tmp_path):
+    """`--nproc 2`: the items are dealt to two processes, each writing a resumable part; the first appends the parts
+    to the output in item order. Killed (the whole process group, SIGKILL) mid-scan and re-run, the output equals
+    a single process's uninterrupted scan and no part file is left."""
+    out, whole = tmp_path / "shared.jsonl", tmp_path / "whole.jsonl"
+    args = [*VLFUSE, "moderate", str(run_dir), "marketplace:test", "--limit", "3000", "--batch-size", "8",
+            "--no-report", "--out", str(out), "--nproc", "2"]  # fmt: skip
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    part = tmp_path / "shared.jsonl.part1-of-2"
+    deadline = time.monotonic() + 120
+    while (not part.exists() or part.read_bytes().count(b"\n") < 300) and time.monotonic() < deadline:
+        assert process.poll() is None, process.stderr.read().decode()[-3000:]
+        time.sleep(0.01)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert 0 < part.read_bytes().count(b"\n") < 1500  # really interrupted mid-scan
+    done = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert [r["item"] for r in lines(out)] == list(range(3000))
+    scan(vlfuse.load_run(run_dir), "marketplace:test", whole, batch_size=8, limit=3000)
+    assert out.read_text() == whole.read_text()
+    assert not list(tmp_path.glob("shared.jsonl.part*"))

@@ -111,3 +111,22 @@ def test_an_index_table_may_not_name_images_outside_its_folder(run, tmp_path):
     assert "row 2, column 'image': image path '../outside.png' leaves the table's folder" in str(refused.exception)
     out = cli("index", run, tables / "t.csv", "-o", tmp_path / "t.index", "--allow-outside-root")
     assert "2 image(s) added" in out
+
+
+def test_index_shared_by_two_processes_equals_one_process(run, tmp_path):
+    """`vlfuse index --nproc 2`: each process embeds every other chunk (decoding only its own); the first writes one
+    index with the items in the source's order — the index a single process builds."""
+    from vlfuse.retrieval.index import EmbeddingIndex
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(9):
+        Image.new("RGB", (32, 32), (28 * i, 200 - 20 * i, 90)).save(folder / f"{i}.png")
+    one, two = tmp_path / "one.index", tmp_path / "two.index"
+    cli("index", run, folder, "--out", one)
+    done = subprocess.run([sys.executable, "-m", "vlfuse.cli", "index", str(run), str(folder), "--out", str(two),
+                           "--nproc", "2", "--chunk", "2"], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    a, b = EmbeddingIndex.load(one), EmbeddingIndex.load(two)
+    assert b.sources == a.sources and len(b) == 9
+    assert (a.embeddings - b.embeddings).abs().max() < 1e-5

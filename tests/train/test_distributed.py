@@ -97,3 +97,16 @@ def _torchrun_pid(launcher_pid: int) -> int:
             return int(found[0])
         time.sleep(0.05)
     raise AssertionError("torchrun did not start")
+
+
+def test_evaluate_shared_by_two_processes_equals_one(tiny_run_dir):
+    """`vlfuse evaluate --nproc 2`: each process scores half the rows; the first gathers the logits in order."""
+    one = subprocess.run([sys.executable, "-m", "vlfuse.cli", "evaluate", str(tiny_run_dir), "--json"],
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    two = subprocess.run([sys.executable, "-m", "vlfuse.cli", "evaluate", str(tiny_run_dir), "--json", "--nproc", "2"],
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert one.returncode == 0 and two.returncode == 0, two.stderr[-3000:]
+    a, b = json.loads(one.stdout), json.loads(two.stdout[two.stdout.index("{"):])
+    assert b.pop("processes") == 2
+    assert a["samples"] == b["samples"] and a["accuracy"] == b["accuracy"]
+    assert abs(a["loss"] - b["loss"]) < 1e-5

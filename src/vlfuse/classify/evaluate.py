@@ -13,7 +13,7 @@ from vlfuse.data.transforms import ImagePreprocessor
 from vlfuse.objective import Objective
 
 if TYPE_CHECKING:
-    from vlfuse.data.shards import SampleDecoder, ShardIndex
+    from vlfuse.data.shards import SampleDecoder, Shard, ShardIndex
 
 
 @torch.inference_mode()
@@ -52,22 +52,32 @@ def evaluate_split(
 
 
 @torch.inference_mode()
-def evaluate_shards(
-    model: nn.Module, index: ShardIndex, split: str, decode: SampleDecoder, objective: Objective, *, batch_size: int,
-    on_error: str, device: torch.device,
-) -> tuple[dict[str, float], Tensor, Tensor]:  # fmt: skip
-    """Objective metrics, logits (N, K) and labels of every row of a packed split, streamed in shard order."""
+def shard_logits(
+    model: nn.Module, index: ShardIndex, split: str, decode: SampleDecoder, *, batch_size: int, on_error: str,
+    device: torch.device, shards: list[Shard] | None = None,
+) -> tuple[Tensor, Tensor]:  # fmt: skip
+    """Logits (N, K) and labels of every row of a packed split (or of its `shards`), streamed in shard order."""
     from vlfuse.data.shards import split_batches
 
     was_training = model.training
     model.eval()
     per_batch = max(1, round(batch_size / index.rows_per_sample(split)))
     logits, labels = [], []
-    for batch in split_batches(index, split, decode, samples_per_batch=per_batch, on_error=on_error):
+    for batch in split_batches(index, split, decode, samples_per_batch=per_batch, on_error=on_error, shards=shards):
         logits.append(model(batch.to(device)).float().cpu())  # (B, K)
         labels.append(batch.label)
     model.train(was_training)
-    all_logits, all_labels = torch.cat(logits), torch.cat(labels)  # (N, K), (N, ...)
-    metrics = objective.metrics(all_logits, all_labels)
-    metrics["samples"] = len(all_labels)
-    return metrics, all_logits, all_labels
+    if not logits:  # a process whose share holds no shard
+        return torch.empty(0, 0), torch.empty(0, dtype=torch.long)
+    return torch.cat(logits), torch.cat(labels)  # (N, K), (N, ...)
+
+
+def evaluate_shards(
+    model: nn.Module, index: ShardIndex, split: str, decode: SampleDecoder, objective: Objective, *, batch_size: int,
+    on_error: str, device: torch.device,
+) -> tuple[dict[str, float], Tensor, Tensor]:  # fmt: skip
+    """Objective metrics, logits (N, K) and labels of every row of a packed split."""
+    logits, labels = shard_logits(model, index, split, decode, batch_size=batch_size, on_error=on_error, device=device)
+    metrics = objective.metrics(logits, labels)
+    metrics["samples"] = len(labels)
+    return metrics, logits, labels

@@ -16,7 +16,7 @@ import torch
 
 from vlfuse.classify import WEIGHTS
 from vlfuse.classify.config import ClassifyConfig
-from vlfuse.classify.evaluate import evaluate_shards, evaluate_split
+from vlfuse.classify.evaluate import predict_logits, shard_logits
 from vlfuse.classify.inputs import check_inputs
 from vlfuse.data.images import load_image
 from vlfuse.data.prepare import prepare_data
@@ -26,6 +26,7 @@ from vlfuse.data.transforms import ImagePreprocessor
 from vlfuse.errors import CheckpointError, DataError
 from vlfuse.model import MultimodalModel, build_model
 from vlfuse.objective import Objective
+from vlfuse.parallel import Share
 from vlfuse.train.checkpoint import load_model_weights
 from vlfuse.types import Batch
 
@@ -176,19 +177,34 @@ class ClassifyRun:
             raise ValueError(f"split '{missing[0]}' is not available; choose train, val or test")
         return chosen
 
-    def evaluate(self, split: str = "test") -> dict[str, float]:
-        """Re-prepare the run's data (or stream its packed shards) and score one split with the saved weights."""
+    def evaluate(self, split: str = "test", *, share: Share | None = None) -> dict[str, float] | None:
+        """Re-prepare the run's data (or stream its packed shards) and score one split with the saved weights.
+
+        With `share` (a batch job over several processes, `vlfuse evaluate --nproc`), each process scores its part of
+        the rows (or shards); the main process gathers the logits in order and returns the metrics, the others None.
+        """
+        share = share or Share()
         device = next(self.model.parameters()).device
+        batch_size = self.cfg.train.eval_batch_size
         if self.cfg.data.shards is not None:
             from vlfuse.data.shards import SampleDecoder, ShardIndex
 
+            index = ShardIndex.open(self.cfg.data.shards)
+            shards = index.shards(split)
             decode = SampleDecoder(self.cfg.data, self.tokenizer, self.label_names, self.objective.kind, augment=False)
-            return evaluate_shards(self.model, ShardIndex.open(self.cfg.data.shards), split, decode, self.objective,
-                                   batch_size=self.cfg.train.eval_batch_size, on_error=self.cfg.data.on_error,
-                                   device=device)[0]  # fmt: skip
-        chosen = self.split_data(split)
-        metrics, _ = evaluate_split(
-            self.model, chosen, self.objective, self.preprocess, batch_size=self.cfg.train.eval_batch_size,
-            device=next(self.model.parameters()).device,
-        )  # fmt: skip
+            logits, labels = shard_logits(self.model, index, split, decode, batch_size=batch_size,
+                                          on_error=self.cfg.data.on_error, device=device,
+                                          shards=[shards[i] for i in share.span(len(shards))])  # fmt: skip
+        else:
+            chosen = self.split_data(split)
+            part = chosen.subset(list(share.span(len(chosen)))) if share.world > 1 else chosen
+            logits = predict_logits(self.model, part, self.preprocess, batch_size=batch_size, device=device)
+            labels = part.labels
+        parts = share.gather((logits, labels))
+        if parts is None:
+            return None
+        parts = [p for p in parts if len(p[1])]  # a process whose share held no shard scored nothing
+        logits, labels = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])  # (N, K), (N, ...)
+        metrics = self.objective.metrics(logits, labels)
+        metrics["samples"] = len(labels)
         return metrics

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -43,6 +45,26 @@ def _image_of(run, source: str):
     return image_of
 
 
+def _scan_with_progress(loaded, source: str, out: Path, share, **options: Any) -> dict[str, Any] | None:
+    """The scan, with a progress line on the main process."""
+    from rich.progress import Progress, TextColumn, TimeElapsedColumn
+
+    from vlfuse.moderate.scan import scan
+
+    if not share.is_main:
+        return scan(loaded, source, out, share=share, **options)
+    started = time.perf_counter()
+    with Progress(TextColumn("[bold]moderate"), TextColumn("{task.completed:,} items"),
+                  TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=err_console) as bar:  # fmt: skip
+        task = bar.add_task("scan", total=None, rate="")
+
+        def progress(new: int, total: int) -> None:
+            seconds = time.perf_counter() - started
+            bar.update(task, completed=total, rate=f"{new / max(seconds, 1e-9):,.0f} items/s")
+
+        return scan(loaded, source, out, share=share, progress=progress, **options)
+
+
 @app.command()
 def moderate(
     run: Annotated[str, typer.Argument(help="moderate run directory")],
@@ -60,30 +82,31 @@ def moderate(
     text_column: Annotated[str | None, typer.Option(help="a table's text column (default: the run's, else "
                                                          "'text')")] = None,
     report: Annotated[bool, typer.Option(help="write <out>.report/ (counts, histograms, grids, worst errors)")] = True,
+    nproc: Annotated[int, typer.Option(min=1, help="processes sharing the items (torchrun); one output")] = 1,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Scan every item of SOURCE: calibrated label scores and allow / review / block decisions, one JSON line each.
     Interrupted (even killed), the same command continues where it stopped; every item is in the output once."""
-    from rich.progress import Progress, TextColumn, TimeElapsedColumn
-
-    from vlfuse.moderate.scan import scan
     from vlfuse.moderate.scan_report import write_scan_report
+    from vlfuse.parallel import job_share
     from vlfuse.task import load_run_for
+    from vlfuse.train.distributed import launch, relaunch_argv
 
     setup_logging(verbose)
+    if nproc > 1 and "WORLD_SIZE" not in os.environ:
+        if source == "-":
+            raise typer.BadParameter("items on stdin cannot be shared between processes", param_hint="--nproc")
+        raise typer.Exit(launch(nproc, relaunch_argv(sys.argv[1:])))  # the same command, in nproc processes
     loaded = load_run_for(run, "moderate")
-    started = time.perf_counter()
-    with Progress(TextColumn("[bold]moderate"), TextColumn("{task.completed:,} items"),
-                  TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=err_console) as bar:  # fmt: skip
-        task = bar.add_task("scan", total=None, rate="")
-
-        def progress(new: int, total: int) -> None:
-            seconds = time.perf_counter() - started
-            bar.update(task, completed=total, rate=f"{new / max(seconds, 1e-9):,.0f} items/s")
-
-        result = scan(loaded, source, out, batch_size=batch_size, limit=limit, overwrite=overwrite,
-                      attribute=attribute, allow_outside_root=allow_outside_root, image_column=image_column,
-                      text_column=text_column, progress=progress)  # fmt: skip
+    share = job_share()
+    try:
+        result = _scan_with_progress(loaded, source, out, share, batch_size=batch_size, limit=limit,
+                                     overwrite=overwrite, attribute=attribute, allow_outside_root=allow_outside_root,
+                                     image_column=image_column, text_column=text_column)  # fmt: skip
+    finally:
+        share.close()
+    if result is None:  # another process's share: the first one merges and reports
+        return
     if result["resumed_from"]:
         console.print(f"continued an earlier scan: {result['resumed_from']:,} items were already in {out}")
     console.print(f"{result['new']:,} items scanned in {result['seconds']:.1f} s ({result['items_per_s'] or 0:,.0f} "

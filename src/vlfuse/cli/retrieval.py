@@ -27,17 +27,34 @@ def index(
     allow_outside_root: Annotated[
         bool, typer.Option(help="tables: accept image paths that leave the table's folder")
     ] = False,
+    nproc: Annotated[int, typer.Option(min=1, help="processes sharing the embedding (torchrun)")] = 1,
+    chunk: Annotated[int, typer.Option(min=1, help="images decoded and embedded at a time (and dealt to processes)")]
+    = 4096,
 ) -> None:
     """Embed images (or texts) of a source into an index file for `vlfuse search`."""
+    import os
+    import sys
+
+    from vlfuse.parallel import job_share
     from vlfuse.retrieval.search import build_index
     from vlfuse.task import load_run_for
     from vlfuse.threads import configure_threads
+    from vlfuse.train.distributed import launch, relaunch_argv
 
+    if nproc > 1 and "WORLD_SIZE" not in os.environ:
+        raise typer.Exit(launch(nproc, relaunch_argv(sys.argv[1:])))  # the same command, in nproc processes
     configure_threads()  # from the cores other processes leave free
     target = out or Path(f"{Path(source.replace(':', '-')).name or 'index'}{'-texts' if texts else ''}.index")
-    report = build_index(load_run_for(run, "index"), source, target, texts=texts, append=append, overwrite=overwrite,
-                         backend=backend, image_column=image_column, caption_column=caption_column,
-                         allow_outside_root=allow_outside_root)  # fmt: skip
+    share = job_share()
+    try:
+        report = build_index(load_run_for(run, "index"), source, target, texts=texts, append=append,
+                             overwrite=overwrite, backend=backend, image_column=image_column,
+                             caption_column=caption_column, allow_outside_root=allow_outside_root,
+                             share=share, chunk_size=chunk)  # fmt: skip
+    finally:
+        share.close()
+    if report is None:  # another process's share: the first one writes and reports
+        return
     console.print(
         f"{report.path}: {report.added:,} {report.kind}(s) added, {report.total:,} in all, {report.backend} search; "
         f"{report.seconds:.1f} s (embedding {report.embed_seconds:.1f} s, index {report.index_seconds:.1f} s)"

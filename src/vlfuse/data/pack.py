@@ -99,20 +99,46 @@ def _rows_by_image(raw: RawSplit) -> list[list[int]]:
     return groups
 
 
+class _ShardSink:
+    """Writes samples into `<name>-000000.tar`, `<name>-000001.tar` …, starting a new shard once the current one's
+    size on disk (tar headers and padding included) reaches `max_bytes`."""
+
+    def __init__(self, out: Path, name: str, max_bytes: int) -> None:
+        self.out, self.name, self.max_bytes = out, name, max_bytes
+        self.names: list[str] = []
+        self.counts: list[int] = []
+        self.file = self.writer = None
+
+    def write(self, sample: dict[str, Any]) -> None:
+        import webdataset as wds
+
+        if self.writer is None or self.file.tell() >= self.max_bytes:
+            self.close()
+            self.names.append(f"{self.name}-{len(self.names):06d}.tar")
+            self.counts.append(0)
+            self.file = open(self.out / self.names[-1], "wb")  # noqa: SIM115 — closed in close()
+            self.writer = wds.TarWriter(self.file)
+        self.writer.write(sample)
+        self.counts[-1] += 1
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.file.close()
+            self.writer = self.file = None
+
+
 def _write_split(
     raw: RawSplit, name: str, out: Path, shard_bytes: int, *, copies: int, augment: torch.nn.Module | None, seed: int
 ) -> dict[str, Any]:
-    import webdataset as wds
-
     rows_of = _rows_by_image(raw)
     records = [
         [{"texts": raw.texts[i] if raw.texts is not None else [], "label": raw.labels[i] if raw.labels else None,
           "row": raw.source_rows[i]} for i in rows]
         for rows in rows_of
     ]  # fmt: skip
-    samples = 0
-    per_shard: dict[str, int] = {}  # shard name → samples written to it (checked when streaming)
-    with wds.ShardWriter(str(out / f"{name}-%06d.tar"), maxsize=shard_bytes, maxcount=10**9, verbose=0) as sink:
+    sink = _ShardSink(out, name, shard_bytes)
+    try:
         for copy in range(copies):
             images = raw.images  # (M, C, H, W) uint8
             if copy > 0 and augment is not None:
@@ -129,12 +155,11 @@ def _write_split(
                 ext, data = original if original is not None else ("png", _png(images[image_no]))
                 record = {"rows": rows, "source": source if copy == 0 else f"{source} (copy {copy})"}
                 sink.write({"__key__": f"{copy:03d}{image_no:09d}", ext: data, "json": json.dumps(record).encode()})
-                per_shard[Path(sink.fname).name] = per_shard.get(Path(sink.fname).name, 0) + 1
-                samples += 1
-    shards = sorted(per_shard)
-    return {"shards": shards, "samples": samples, "rows": sum(len(r) for r in records) * copies, "copies": copies,
-            "shard_samples": [per_shard[s] for s in shards],
-            "shard_bytes": [(out / s).stat().st_size for s in shards]}  # fmt: skip
+    finally:
+        sink.close()
+    return {"shards": sink.names, "samples": sum(sink.counts), "rows": sum(len(r) for r in records) * copies,
+            "copies": copies, "shard_samples": sink.counts,
+            "shard_bytes": [(out / s).stat().st_size for s in sink.names]}  # fmt: skip
 
 
 def pack(cfg: DataConfig, out: str | Path, *, shard_size: str = "256MB", repeat: int = 1) -> PackResult:

@@ -321,11 +321,11 @@ class ShardLoader:
         return batches
 
 
-def split_batches(index: ShardIndex, split: str, decode: SampleDecoder, *, samples_per_batch: int,
-                  on_error: str) -> Iterable[Batch]:  # fmt: skip
-    """Every sample of a split once, in shard order, as batches (evaluation; no augmentation)."""
+def split_batches(index: ShardIndex, split: str, decode: SampleDecoder, *, samples_per_batch: int, on_error: str,
+                  shards: list[Shard] | None = None) -> Iterable[Batch]:  # fmt: skip
+    """Every sample of a split (or of some of its `shards`) once, in shard order, as batches (evaluation)."""
     group: list[dict[str, Any]] = []
-    for shard in index.shards(split):
+    for shard in index.shards(split) if shards is None else shards:
         for sample in read_shard(shard, on_error):
             group.append(sample)
             if len(group) == samples_per_batch:

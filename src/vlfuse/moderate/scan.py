@@ -11,6 +11,7 @@ reads the output line by line.
 
 from __future__ import annotations
 
+import heapq
 import json
 import logging
 import os
@@ -27,6 +28,7 @@ from vlfuse.data.text import require_text
 from vlfuse.errors import DataError, VLFuseError
 from vlfuse.moderate.run import ModerateRun
 from vlfuse.moderate.sources import ScanItem, scan_items
+from vlfuse.parallel import Share
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +45,11 @@ class ScanState:
     torn: bool  # a torn last line was cut off
 
 
-def resume_state(out: Path, fingerprint: dict[str, Any], *, overwrite: bool) -> ScanState:
-    """How far an earlier run of the same scan got; starts a new output when there is none (or `overwrite`).
+def resume_state(
+    out: Path, fingerprint: dict[str, Any], *, overwrite: bool, first: int = 0, stride: int = 1
+) -> ScanState:
+    """How far an earlier run of the same scan got; starts a new output when there is none (or `overwrite`). Line k
+    of the output is item `first + k * stride` (a process's part of a shared scan holds every stride-th item).
 
     Raises:
         DataError: the output belongs to another scan (another run or source), or is not a scan output.
@@ -80,8 +85,9 @@ def resume_state(out: Path, fingerprint: dict[str, Any], *, overwrite: bool) -> 
             position = json.loads(last)["item"]
         except (json.JSONDecodeError, KeyError, TypeError):
             raise DataError(f"output '{out}', line {done}: not a scan result line; pass --overwrite") from None
-        if position != done - 1:
-            raise DataError(f"output '{out}': line {done} is item {position}, expected item {done - 1}; the file was "
+        expected = first + (done - 1) * stride
+        if position != expected:
+            raise DataError(f"output '{out}': line {done} is item {position}, expected item {expected}; the file was "
                             "changed by something else than this scan; pass --overwrite")  # fmt: skip
     return ScanState(done, torn)
 
@@ -130,33 +136,13 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def scan(
-    run: ModerateRun, source: str, out: str | Path, *, batch_size: int = 256, limit: int | None = None,
-    overwrite: bool = False, attribute: bool = False, allow_outside_root: bool = False,
-    image_column: str | None = None, text_column: str | None = None,
-    progress: Callable[[int, int], None] | None = None,
-) -> dict[str, Any]:  # fmt: skip
-    """Scan SOURCE into OUT (JSON lines), resuming an earlier interrupted run of the same scan.
-
-    Returns:
-        {"items": total in the output, "new": scanned by this call, "resumed_from": items already there,
-         "seconds", "items_per_s"}.
-    """
-    out = Path(out)
-    where = str(Path(source).resolve()) if source != "-" and Path(source).exists() else source
-    fingerprint = {"run": str(run.path.resolve()), "source": where, "limit": limit, "image_column": image_column,
-                   "text_column": text_column}  # fmt: skip
-    if Path(where).is_file():  # a table edited between a kill and the re-run would shift the items
-        stat = Path(where).stat()
-        fingerprint |= {"source_bytes": stat.st_size, "source_mtime_ns": stat.st_mtime_ns}
-    state = resume_state(out, fingerprint, overwrite=overwrite)
-    items = scan_items(source, run.cfg.data, allow_outside_root=allow_outside_root, image_column=image_column,
-                       text_column=text_column)  # fmt: skip
-    if limit is not None:
-        items = islice(items, limit)
-    items = islice(items, state.done, None)
-    start, new = time.perf_counter(), 0
-    fd = os.open(out, os.O_WRONLY | os.O_APPEND)
+def _scan_into(
+    path: Path, items: Iterator[ScanItem], run: ModerateRun, *, batch_size: int, attribute: bool, done: int,
+    progress: Callable[[int, int], None] | None,
+) -> int:  # fmt: skip
+    """Score `items` and append their lines to `path` (one write per micro-batch); return how many were scanned."""
+    new = 0
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND)
     try:
         for batch in _batches(items, batch_size):
             _prepare(run, batch)
@@ -169,12 +155,83 @@ def scan(
                 if item.truth is not None:
                     line["truth"] = item.truth
                 lines.append(json.dumps(line))
-            _write_all(fd, ("\n".join(lines) + "\n").encode())  # one write per micro-batch
+            _write_all(fd, ("\n".join(lines) + "\n").encode())
             new += len(batch)
             if progress is not None:
-                progress(new, state.done + new)  # (scanned by this call, now in the output)
+                progress(new, done + new)  # (scanned by this call, now in the output)
     finally:
         os.close(fd)
+    return new
+
+
+def _merge_parts(out: Path, parts: list[Path]) -> None:
+    """Append the processes' part outputs to `out` in item order (a kill mid-way leaves whole lines in order, plus at
+    most a torn one that resuming cuts), then remove the parts."""
+    handles = [open(part, "rb") for part in parts]  # noqa: SIM115 — closed below
+    try:
+        merged = heapq.merge(*handles, key=lambda line: json.loads(line)["item"])
+        fd = os.open(out, os.O_WRONLY | os.O_APPEND)
+        try:
+            while chunk := list(islice(merged, 1024)):
+                _write_all(fd, b"".join(chunk))
+        finally:
+            os.close(fd)
+    finally:
+        for handle in handles:
+            handle.close()
+    for part in parts:
+        part.unlink()
+        meta_path(part).unlink(missing_ok=True)
+
+
+def scan(
+    run: ModerateRun, source: str, out: str | Path, *, batch_size: int = 256, limit: int | None = None,
+    overwrite: bool = False, attribute: bool = False, allow_outside_root: bool = False,
+    image_column: str | None = None, text_column: str | None = None,
+    progress: Callable[[int, int], None] | None = None, share: Share | None = None,
+) -> dict[str, Any] | None:  # fmt: skip
+    """Scan SOURCE into OUT (JSON lines), resuming an earlier interrupted run of the same scan.
+
+    With `share` (`vlfuse moderate --nproc P`), the items OUT does not hold yet are dealt round robin to the processes;
+    each writes its own resumable part (`OUT.part<r>-of-<P>`), and the main process appends the parts to OUT in item
+    order. Killed at any point and re-run, every item ends in OUT once.
+
+    Returns:
+        {"items": total in the output, "new": scanned by this call, "resumed_from": items already there,
+         "seconds", "items_per_s"} — on the main process; None on the others.
+    """
+    share = share or Share()
+    out = Path(out)
+    where = str(Path(source).resolve()) if source != "-" and Path(source).exists() else source
+    fingerprint = {"run": str(run.path.resolve()), "source": where, "limit": limit, "image_column": image_column,
+                   "text_column": text_column}  # fmt: skip
+    if Path(where).is_file():  # a table edited between a kill and the re-run would shift the items
+        stat = Path(where).stat()
+        fingerprint |= {"source_bytes": stat.st_size, "source_mtime_ns": stat.st_mtime_ns}
+    state = resume_state(out, fingerprint, overwrite=overwrite) if share.is_main else None
+    done = share.broadcast(state.done if state else 0)
+    items = scan_items(source, run.cfg.data, allow_outside_root=allow_outside_root, image_column=image_column,
+                       text_column=text_column)  # fmt: skip
+    if limit is not None:
+        items = islice(items, limit)
+    items = islice(items, done, None)
+    start = time.perf_counter()
+    if share.world == 1:
+        new = _scan_into(out, items, run, batch_size=batch_size, attribute=attribute, done=done, progress=progress)
+    else:
+        part = out.with_name(f"{out.name}.part{share.rank}-of-{share.world}")
+        part_print = {**fingerprint, "start": done, "rank": share.rank, "world": share.world}
+        stale = meta_path(part).is_file() and json.loads(meta_path(part).read_text()) != part_print
+        part_state = resume_state(part, part_print, overwrite=overwrite or stale, first=done + share.rank,
+                                  stride=share.world)  # fmt: skip
+        mine = islice((it for it in items if share.takes(it.position - done)), part_state.done, None)
+        new = _scan_into(part, mine, run, batch_size=batch_size, attribute=attribute, done=done, progress=progress)
+        new = sum(share.gather(new) or [0])
+        share.barrier()
+        if share.is_main:
+            _merge_parts(out, [out.with_name(f"{out.name}.part{r}-of-{share.world}") for r in range(share.world)])
+    if not share.is_main:
+        return None
     seconds = time.perf_counter() - start
-    return {"items": state.done + new, "new": new, "resumed_from": state.done, "cut_torn_line": state.torn,
+    return {"items": done + new, "new": new, "resumed_from": done, "cut_torn_line": state.torn,
             "seconds": round(seconds, 3), "items_per_s": round(new / seconds, 1) if seconds > 0 else None}  # fmt: skip

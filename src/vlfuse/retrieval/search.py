@@ -14,11 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from torch import Tensor
 
 from vlfuse.data.builtin.easy_vqa import NAME as EASY_VQA
 from vlfuse.data.builtin.fashion_mnist import NAME as FASHION_MNIST
 from vlfuse.data.captions import caption_templates
 from vlfuse.errors import DataError
+from vlfuse.parallel import Share
 from vlfuse.retrieval.index import EmbeddingIndex, SearchHit
 from vlfuse.retrieval.run import RetrievalRun
 from vlfuse.retrieval.sources import IMAGE_SUFFIXES, image_chunks, parse_builtin, text_items, thumbnail
@@ -42,8 +44,9 @@ class IndexReport:
 def build_index(
     run: RetrievalRun, source: str, out: str | Path, *, texts: bool = False, append: bool = False,
     overwrite: bool = False, backend: str = "auto", image_column: str = "image", caption_column: str = "caption",
-    label_column: str | None = None, allow_outside_root: bool = False,
-) -> IndexReport:  # fmt: skip
+    label_column: str | None = None, allow_outside_root: bool = False, share: Share | None = None,
+    chunk_size: int = 4096,
+) -> IndexReport | None:  # fmt: skip
     """Embed a SOURCE (see `vlfuse.retrieval.sources`) into the index file `out`.
 
     Args:
@@ -52,6 +55,9 @@ def build_index(
         append: add to the existing index at `out` (built by the same run) without rebuilding it.
         overwrite: replace an existing file at `out`.
         backend: "auto", "exact" or "hnsw" (for a new index).
+        share: this process's part of a batch job over several (`vlfuse index --nproc`): it embeds its part, the
+            main process adds everything in the source's order and writes the index (and returns the report; the
+            others return None).
 
     Raises:
         DataError: `out` exists and neither append nor overwrite was asked for; unreadable source.
@@ -71,25 +77,34 @@ def build_index(
         index = EmbeddingIndex(run.model.embed_dim, kind=kind, fingerprint=run.fingerprint, run=str(run.path),
                                backend=backend)  # fmt: skip
     before = len(index)
+    share = share or Share()
     embed_seconds = index_seconds = 0.0
+    found: list[tuple[int, Tensor, list[str], list[str | None]]] = []  # (place in the source, embeddings, …)
     if texts:
         items, sources = text_items(source, caption_column=caption_column)
+        mine = share.span(len(items))
         tick = time.perf_counter()
-        emb = run.embed_texts(items)  # (T, E)
+        emb = run.embed_texts(items[mine.start : mine.stop])  # (T', E)
         embed_seconds = time.perf_counter() - tick
-        tick = time.perf_counter()
-        index.add(emb, sources, list(items))
-        index_seconds = time.perf_counter() - tick
+        found.append((0, emb, sources[mine.start : mine.stop], list(items[mine.start : mine.stop])))
     else:
         for chunk in image_chunks(source, run.cfg.data, image_column=image_column, label_column=label_column,
-                                  allow_outside_root=allow_outside_root):  # fmt: skip
+                                  allow_outside_root=allow_outside_root, share=share, chunk=chunk_size):  # fmt: skip
             tick = time.perf_counter()
             emb = run.embed_images(chunk.images)  # (n, E)
             embed_seconds += time.perf_counter() - tick
-            tick = time.perf_counter()
-            index.add(emb, chunk.sources, chunk.labels)
-            index_seconds += time.perf_counter() - tick
+            if share.world == 1:  # one process: into the index chunk by chunk
+                tick = time.perf_counter()
+                index.add(emb, chunk.sources, chunk.labels)
+                index_seconds += time.perf_counter() - tick
+            else:
+                found.append((chunk.number, emb, chunk.sources, chunk.labels))
+    parts = share.gather(found) if share.world > 1 or texts else [found]
+    if parts is None:
+        return None
     tick = time.perf_counter()
+    for _, emb, sources, labels in sorted((item for part in parts for item in part), key=lambda item: item[0]):
+        index.add(emb, sources, labels)
     index.save(out)
     index_seconds += time.perf_counter() - tick
     return IndexReport(out, kind, len(index) - before, len(index), index.active_backend, embed_seconds, index_seconds,

@@ -32,6 +32,7 @@ from vlfuse.data.builtin.fashion_mnist import NAME as FASHION_MNIST
 from vlfuse.data.builtin.tuxpaint import NAME as TUXPAINT
 from vlfuse.data.captions import caption_templates, label_prompt
 from vlfuse.errors import DataError
+from vlfuse.parallel import Share
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ class ImageChunk:
     images: Tensor  # (n, C, H, W) uint8
     sources: list[str]
     labels: list[str | None]
+    number: int = 0  # the chunk's place in the source (chunks of a batch job's processes merge in this order)
 
 
 def parse_builtin(spec: str) -> tuple[str, list[str]] | None:
@@ -58,8 +60,9 @@ def parse_builtin(spec: str) -> tuple[str, list[str]] | None:
     return name, [split] if split else list(SPLITS)
 
 
-def _builtin_chunks(name: str, splits: list[str], cfg: DataConfig, chunk: int) -> Iterator[ImageChunk]:
+def _builtin_chunks(name: str, splits: list[str], cfg: DataConfig, chunk: int, share: Share) -> Iterator[ImageChunk]:
     cfg = cfg.model_copy(update={"name": name, "options": {}})
+    number = 0
     for split in splits:
         if name == FASHION_MNIST:
             from vlfuse.data.builtin import fashion_mnist
@@ -83,8 +86,10 @@ def _builtin_chunks(name: str, splits: list[str], cfg: DataConfig, chunk: int) -
             ids = [int(s.rsplit("/", 1)[1]) for s in sources]
             labels = [easy_vqa_key(**attributes[i]) if i in attributes else None for i in ids]
         for start in range(0, len(sources), chunk):
-            yield ImageChunk(images[start : start + chunk], sources[start : start + chunk],
-                             labels[start : start + chunk])  # fmt: skip
+            if share.takes(number):
+                yield ImageChunk(images[start : start + chunk], sources[start : start + chunk],
+                                 labels[start : start + chunk], number)  # fmt: skip
+            number += 1
 
 
 def _table_frame(path: Path, columns: list[str], encoding: str = "utf-8"):
@@ -95,37 +100,44 @@ def _table_frame(path: Path, columns: list[str], encoding: str = "utf-8"):
     return df
 
 
-def _file_chunks(paths: list[str], labels: list[str | None], cfg: DataConfig, chunk: int) -> Iterator[ImageChunk]:
+def _file_chunks(
+    paths: list[str], labels: list[str | None], cfg: DataConfig, chunk: int, share: Share
+) -> Iterator[ImageChunk]:
     from vlfuse.data.images import load_images
 
-    for start in range(0, len(paths), chunk):
+    for number, start in enumerate(range(0, len(paths), chunk)):
+        if not share.takes(number):
+            continue  # another process's chunk: not decoded here
         part = paths[start : start + chunk]
         images, errors = load_images(part, size=cfg.image_size, channels=cfg.channels, fit=cfg.fit)  # (n, C, S, S)
         if errors:
             first = next(iter(errors.values()))
             raise DataError(f"{len(errors)} image(s) cannot be decoded; first: {first}")
-        yield ImageChunk(images, part, labels[start : start + chunk])
+        yield ImageChunk(images, part, labels[start : start + chunk], number)
 
 
 def image_chunks(spec: str, cfg: DataConfig, *, image_column: str = "image", label_column: str | None = None,
-                 chunk: int = 4096, allow_outside_root: bool = False) -> Iterator[ImageChunk]:  # fmt: skip
+                 chunk: int = 4096, allow_outside_root: bool = False,
+                 share: Share | None = None) -> Iterator[ImageChunk]:  # fmt: skip
     """The images of a SOURCE in chunks, decoded at `cfg.image_size` / `cfg.channels`. A table's image paths must
-    stay inside its folder unless `allow_outside_root` (a table to index may come from someone else).
+    stay inside its folder unless `allow_outside_root` (a table to index may come from someone else). With `share`,
+    only this process's chunks (round robin) are decoded and yielded.
 
     Raises:
         DataError: the source does not exist, holds no images, a table row's path is empty or leaves the table's
             folder, or an image cannot be decoded (naming the file).
     """
+    share = share or Share()
     builtin = parse_builtin(spec)
     if builtin is not None:
-        yield from _builtin_chunks(*builtin, cfg, chunk)
+        yield from _builtin_chunks(*builtin, cfg, chunk, share)
         return
     path = Path(spec)
     if path.is_dir():
         files = sorted(str(p) for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         if not files:
             raise DataError(f"folder '{path}' holds no image files ({', '.join(IMAGE_SUFFIXES)})")
-        yield from _file_chunks(files, [None] * len(files), cfg, chunk)
+        yield from _file_chunks(files, [None] * len(files), cfg, chunk, share)
         return
     if path.is_file() and path.suffix.lower() in TABLE_SUFFIXES:
         from vlfuse.data.tables import resolve_image_path
@@ -143,10 +155,10 @@ def image_chunks(spec: str, cfg: DataConfig, *, image_column: str = "image", lab
                                 "a path inside it (or pass --allow-outside-root)")  # fmt: skip
             files.append(file)
             labels.append(None if label_column is None else str(df[label_column].iloc[row - 1]))
-        yield from _file_chunks(files, labels, cfg, chunk)
+        yield from _file_chunks(files, labels, cfg, chunk, share)
         return
     if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
-        yield from _file_chunks([str(path)], [None], cfg, chunk)
+        yield from _file_chunks([str(path)], [None], cfg, chunk, share)
         return
     raise DataError(
         f"source '{spec}' is not an image folder, a table, an image file or a built-in "

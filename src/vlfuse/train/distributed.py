@@ -122,6 +122,20 @@ def launch(nproc: int | Launch, argv: list[str]) -> int:
     return subprocess.call(cmd, env=env)
 
 
+def relaunch_argv(argv: list[str], option: str = "--nproc") -> list[str]:
+    """The command's own arguments minus `option` and its value, to re-run it under torchrun (whose parser would
+    take `--nproc` for its own)."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == option:
+            skip = True
+        elif not arg.startswith(option + "="):
+            out.append(arg)
+    return out
+
+
 def restarted_by_torchrun() -> bool:
     """Whether this process is a restart of a failed group (torchrun --max-restarts)."""
     return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0

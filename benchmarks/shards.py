@@ -118,7 +118,8 @@ def part_throughput(work: Path, batches: int = 150) -> dict:
 
     cfg = load_config(CONFIG, [f"data.shards={work / 'easy-vqa-1x'}"])
     index, data = open_sharded(cfg.data.shards, None, cfg.data.max_text_length)
-    decode = SampleDecoder(cfg.data, data.tokenizer, data.label_names, data.objective, augment=True)
+    decode = SampleDecoder(cfg.data, data.tokenizer, data.label_names, data.objective, augment=True,
+                           stored_ids_length=index.stored_ids_length(data.tokenizer))
     loader = ShardLoader(index, cfg.data, decode, batch_size=cfg.train.batch_size, seed=0)
     loader.set_epoch(0)
     rows, start = 0, None
@@ -151,15 +152,17 @@ def part_throughput(work: Path, batches: int = 150) -> dict:
            "ratio": round(delivered / consumed, 2), "threads": torch.get_num_threads()}  # fmt: skip
     print(out, flush=True)
     epochs = {}
-    for name, sets in (("memory", ()), ("shards", (f"data.shards={work / 'easy-vqa-1x'}",))):
+    shards = f"data.shards={work / 'easy-vqa-1x'}"
+    for name, sets in (("memory", ()), ("shards", (shards,)), ("shards_1_worker", (shards, "data.stream.workers=1"))):
         summary, seconds, _ = _train(work, f"epoch-{name}", "train.epochs=2", *sets)
         history = [json.loads(line) for line in (work / "runs" / f"epoch-{name}" / "metrics.jsonl").open()]
         epochs[name] = {"epoch_train_seconds": [round(r["train_seconds"], 2) for r in history],
                         "samples_per_s": [round(r["train_samples_per_s"]) for r in history],
                         "test_accuracy": summary["metrics"]["test"]["accuracy"]}  # fmt: skip
         print(name, epochs[name], flush=True)
-    epochs["shards_over_memory_epoch_time"] = round(
-        epochs["shards"]["epoch_train_seconds"][-1] / epochs["memory"]["epoch_train_seconds"][-1], 3)
+    for name in ("shards", "shards_1_worker"):
+        epochs[f"{name}_over_memory_epoch_time"] = round(
+            epochs[name]["epoch_train_seconds"][-1] / epochs["memory"]["epoch_train_seconds"][-1], 3)
     return {"loader_vs_step": out, "epoch_time": epochs}
 
 
@@ -172,7 +175,8 @@ def part_resume(work: Path) -> dict:
 
     cfg = load_config(CONFIG, [f"data.shards={work / 'easy-vqa-1x'}"])
     index, data = open_sharded(cfg.data.shards, None, cfg.data.max_text_length)
-    decode = SampleDecoder(cfg.data, data.tokenizer, data.label_names, data.objective, augment=False)
+    decode = SampleDecoder(cfg.data, data.tokenizer, data.label_names, data.objective, augment=False,
+                           stored_ids_length=index.stored_ids_length(data.tokenizer))
     loader = ShardLoader(index, cfg.data, decode, batch_size=cfg.train.batch_size, seed=0)
     loader.set_epoch(3)
 

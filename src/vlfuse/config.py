@@ -43,6 +43,8 @@ class StreamConfig(Section):
     samples_per_epoch: int | None = Field(None, ge=1)  # training rows per epoch over all ranks; None: the packed count
     resample: bool = True  # each stream draws shards with replacement (every rank and worker always has data and
     # epochs are equal); False: the shards are dealt out, each to one stream, and need at least one per stream
+    url: str | None = None  # where the shards are read from, `{name}` standing for a shard's file name, e.g.
+    # "pipe:aws s3 cp s3://bucket/vqa/{name} -" or "https://host/vqa/{name}"; None: beside the index
 
 
 class DataConfig(Section):

@@ -141,6 +141,10 @@ def test_a_truncated_shard_is_named_or_skipped(packed, tmp_path, caplog):
     rows = sum(len(b) for b in split_batches(shard_index, "test", decode, samples_per_batch=8, on_error="skip"))
     assert 0 < rows < index["splits"]["test"]["rows"]
     assert str(shard) in caplog.text
+    # through a pipe the size is unknown: the cut itself is found, inside a member
+    piped = ShardIndex.open(str(bad), url=f"pipe:cat {bad}/{{name}}")
+    with pytest.raises(DataError, match="shard pipe:cat .*: unreadable after \\d+ sample.*the tar ends"):
+        list(split_batches(piped, "test", decode, samples_per_batch=8, on_error="raise"))
 
 
 def test_train_from_shards_then_predict_and_resume_mid_epoch_exactly(packed, tmp_path):
@@ -199,3 +203,43 @@ def test_cli_packs_trains_from_shards_and_predicts(cli, tmp_path):
     evaluated = cli("evaluate", tmp_path / "run", "--json")
     assert evaluated.returncode == 0, evaluated.stderr
     assert '"samples": 60' in evaluated.stdout
+
+
+def test_shards_elsewhere_are_read_through_a_url_template(packed, tmp_path):
+    """data.stream.url: shards kept apart from their index (object storage, a web server) are opened by WebDataset
+    from a `pipe:` command or URL; here `pipe:cat`, as `pipe:aws s3 cp s3://… -` would be on a cluster."""
+    out, _ = packed
+    elsewhere = tmp_path / "bucket"
+    elsewhere.mkdir()
+    for tar in out.glob("test-*.tar"):
+        (elsewhere / tar.name).write_bytes(tar.read_bytes())
+    local = ShardIndex.open(str(out))
+    remote = ShardIndex.open(str(out), url=f"pipe:cat {elsewhere}/{{name}}")
+    assert remote.shards("test")[0].url.startswith("pipe:cat ")
+    decode = SampleDecoder(DataConfig(**TINY_DATA), local.tokenizer(12), local.label_names, local.objective,
+                           augment=False)  # fmt: skip
+    rows = [b.index for b in split_batches(local, "test", decode, samples_per_batch=8, on_error="raise")]
+    piped = [b.index for b in split_batches(remote, "test", decode, samples_per_batch=8, on_error="raise")]
+    assert all(torch.equal(a, b) for a, b in zip(rows, piped, strict=True))
+    missing = ShardIndex.open(str(out), url=f"pipe:cat {tmp_path}/nowhere/{{name}}")
+    with pytest.raises(DataError, match="shard pipe:cat .*nowhere"):
+        list(split_batches(missing, "test", decode, samples_per_batch=8, on_error="raise"))
+    with pytest.raises(DataError, match="holding \\{name\\}"):
+        ShardIndex.open(str(out), url="s3://bucket/shards")
+
+
+def test_stored_token_ids_equal_tokenizing_again(packed):
+    out, _ = packed
+    index = ShardIndex.open(str(out))
+    tokenizer = index.tokenizer(12)
+    assert index.stored_ids_length(tokenizer) == 12 and index.stored_ids_length(index.tokenizer(6)) == 12
+    cfg = DataConfig(**TINY_DATA)
+    for length in (12, 6, 40):  # as packed; shorter (rows cut now: tokenized again); longer (not cut at packing)
+        tokenizer = index.tokenizer(length)
+        stored = SampleDecoder(cfg, tokenizer, index.label_names, index.objective, augment=False,
+                               stored_ids_length=index.stored_ids_length(tokenizer))  # fmt: skip
+        again = SampleDecoder(cfg, tokenizer, index.label_names, index.objective, augment=False)
+        pairs = zip(split_batches(index, "val", stored, samples_per_batch=5, on_error="raise"),
+                    split_batches(index, "val", again, samples_per_batch=5, on_error="raise"), strict=True)
+        for a, b in pairs:
+            assert torch.equal(a.text_ids, b.text_ids) and torch.equal(a.text_mask, b.text_mask)

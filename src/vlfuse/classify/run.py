@@ -189,9 +189,10 @@ class ClassifyRun:
         if self.cfg.data.shards is not None:
             from vlfuse.data.shards import SampleDecoder, ShardIndex
 
-            index = ShardIndex.open(self.cfg.data.shards)
+            index = ShardIndex.open(self.cfg.data.shards, self.cfg.data.stream.url)
             shards = index.shards(split)
-            decode = SampleDecoder(self.cfg.data, self.tokenizer, self.label_names, self.objective.kind, augment=False)
+            decode = SampleDecoder(self.cfg.data, self.tokenizer, self.label_names, self.objective.kind, augment=False,
+                                   stored_ids_length=index.stored_ids_length(self.tokenizer))  # fmt: skip
             logits, labels = shard_logits(self.model, index, split, decode, batch_size=batch_size,
                                           on_error=self.cfg.data.on_error, device=device,
                                           shards=[shards[i] for i in share.span(len(shards))])  # fmt: skip

@@ -36,11 +36,11 @@ class ShardedData:
 
 
 def open_sharded(
-    location: str, tokenizer: TextTokenizer | None, max_text_length: int
+    location: str, tokenizer: TextTokenizer | None, max_text_length: int, url: str | None = None
 ) -> tuple[ShardIndex, ShardedData]:
     """The index at `location` and the data description a classifier is built from (the packed tokenizer unless a
     pretrained text encoder brings its own)."""
-    index = ShardIndex.open(location)
+    index = ShardIndex.open(location, url)
     tokenizer = tokenizer or index.tokenizer(max_text_length)
     issues = [DataIssue(**issue) for issue in index.raw.get("skipped_rows", [])]
     return index, ShardedData(tokenizer, index.label_names, index.objective, issues)
@@ -49,7 +49,8 @@ def open_sharded(
 class ShardedClassifyTask(ClassifyTask):
     def prepare(self) -> None:
         cfg = self.cfg
-        self.index, self.data = open_sharded(cfg.data.shards, pretrained_tokenizer_for(cfg), cfg.data.max_text_length)
+        self.index, self.data = open_sharded(cfg.data.shards, pretrained_tokenizer_for(cfg), cfg.data.max_text_length,
+                                             cfg.data.stream.url)
         self.objective = Objective(self.data.objective, len(self.data.label_names), cfg.train.label_smoothing)
         log.info("streaming %s: %d train rows in %d shard(s)", self.index.root, self.index.rows("train"),
                  len(self.index.shards("train")))  # fmt: skip
@@ -62,8 +63,9 @@ class ShardedClassifyTask(ClassifyTask):
         return model
 
     def _decoder(self, *, augment: bool) -> SampleDecoder:
-        return SampleDecoder(self.cfg.data, self.data.tokenizer, self.data.label_names, self.data.objective,
-                             augment=augment)  # fmt: skip
+        tokenizer = self.data.tokenizer
+        return SampleDecoder(self.cfg.data, tokenizer, self.data.label_names, self.data.objective, augment=augment,
+                             stored_ids_length=self.index.stored_ids_length(tokenizer))  # fmt: skip
 
     def train_loader(self) -> ShardLoader:
         cfg, dist = self.cfg, self.ctx.dist

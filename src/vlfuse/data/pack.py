@@ -4,11 +4,12 @@ One packed sample is one image with all of its rows (a VQA image and its ~10 que
 `group_by_image`'s saving and stores each image once:
 
     DIR/train-000000.tar …   members <key>.png (or .jpg …: a table's original file bytes) + <key>.json
-                             {"rows": [{"texts": [...], "label": ..., "row": n}], "source": "where the image came from"}
+                             {"rows": [{"texts": [...], "label": ..., "row": n, "ids": [token ids]}], "source": …}
     DIR/val-000000.tar …     the validation rows, carved from train exactly as in-memory training carves them
     DIR/test-000000.tar …
     DIR/index.json           shard names, sample and row counts per split, label vocabulary, objective, data settings
-    DIR/tokenizer.json       trained on the training split's texts (as in-memory training does)
+    DIR/tokenizer.json       trained on the training split's texts (as in-memory training does); every row also
+                             carries its token ids, so streaming with this tokenizer does not tokenize again
 
 Training then starts without a pass over the data. Built-in sets hold decoded images, which are stored as lossless
 PNG at `data.image_size`; `--repeat K` writes K copies of the training split, copies after the first augmented with
@@ -33,6 +34,7 @@ from vlfuse.config import DataConfig, VideoDataConfig
 from vlfuse.data.builtin import default_objective
 from vlfuse.data.prepare import load_raw_splits, train_tokenizer
 from vlfuse.data.splits import RawSplit
+from vlfuse.data.text import TextTokenizer
 from vlfuse.data.transforms import build_augmenter
 from vlfuse.errors import DataError
 
@@ -128,13 +130,23 @@ class _ShardSink:
             self.writer = self.file = None
 
 
+def _token_ids(raw: RawSplit, tokenizer: TextTokenizer | None) -> list[list[int]] | None:
+    """Each row's token ids without padding (streaming then skips tokenizing), or None for data without text."""
+    if tokenizer is None or raw.texts is None:
+        return None
+    ids, mask = tokenizer.encode_arrays(raw.texts)  # (N, L), (N, L)
+    return [row[keep].tolist() for row, keep in zip(ids, mask, strict=True)]
+
+
 def _write_split(
-    raw: RawSplit, name: str, out: Path, shard_bytes: int, *, copies: int, augment: torch.nn.Module | None, seed: int
-) -> dict[str, Any]:
+    raw: RawSplit, name: str, out: Path, shard_bytes: int, *, copies: int, augment: torch.nn.Module | None, seed: int,
+    tokenizer: TextTokenizer | None,
+) -> dict[str, Any]:  # fmt: skip
     rows_of = _rows_by_image(raw)
+    ids = _token_ids(raw, tokenizer)
     records = [
         [{"texts": raw.texts[i] if raw.texts is not None else [], "label": raw.labels[i] if raw.labels else None,
-          "row": raw.source_rows[i]} for i in rows]
+          "row": raw.source_rows[i], **({"ids": ids[i]} if ids is not None else {})} for i in rows]
         for rows in rows_of
     ]  # fmt: skip
     sink = _ShardSink(out, name, shard_bytes)
@@ -186,20 +198,20 @@ def pack(cfg: DataConfig, out: str | Path, *, shard_size: str = "256MB", repeat:
     augment = build_augmenter(cfg.augment) if repeat > 1 else None
     if repeat > 1 and augment is None:
         log.warning("--repeat %d with no data.augment set: the copies of the training split are identical", repeat)
+    tokenizer = train_tokenizer(cfg, raw.train) if raw.train.texts is not None else None
     splits = {"train": _write_split(raw.train, "train", out, shard_bytes, copies=repeat, augment=augment,
-                                    seed=cfg.split_seed)}  # fmt: skip
+                                    seed=cfg.split_seed, tokenizer=tokenizer)}  # fmt: skip
     for name, split in (("val", raw.val), ("test", raw.test)):
         if split is not None and len(split):
-            splits[name] = _write_split(split, name, out, shard_bytes, copies=1, augment=None, seed=cfg.split_seed)
-    tokenizer = None
-    if raw.train.texts is not None:
-        train_tokenizer(cfg, raw.train).save(out / "tokenizer.json")
-        tokenizer = "tokenizer.json"
+            splits[name] = _write_split(split, name, out, shard_bytes, copies=1, augment=None, seed=cfg.split_seed,
+                                        tokenizer=tokenizer)  # fmt: skip
+    if tokenizer is not None:
+        tokenizer.save(out / "tokenizer.json")
     seconds = time.perf_counter() - started
     index = {
         "format": INDEX_FORMAT, "source": raw.train.file, "objective": cfg.objective,
         "label_names": raw.label_names, "text_columns": raw.train.text_columns or ["text"],
-        "tokenizer": tokenizer, "splits": splits,
+        "tokenizer": None if tokenizer is None else "tokenizer.json", "splits": splits,
         "data": cfg.model_dump(include={"name", "image_size", "channels", "fit", "max_text_length", "tokenizer",
                                         "vocab_size", "min_frequency", "lowercase", "strip_punctuation",
                                         "val_fraction", "split_seed", "limit", "test_limit", "augment"}),

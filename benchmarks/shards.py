@@ -5,7 +5,7 @@ section to benchmarks/results/shards.json:
 - memory:     peak RSS (training process + its DataLoader workers) streaming the default config for the same number of
               steps from the 100k-row and the 1M-row packs (target: within +10 %)
 - throughput: rows/s the shard loader delivers with 2 workers vs rows/s the training step consumes (target ≥ 3×), and
-              one epoch of the default config from shards vs in memory (target: within 20 %)
+              one epoch of the default config from shards (workers: auto, 1, 2) vs in memory (target: within 20 %)
 - resume:     an epoch read whole vs cut after k batches and resumed: rows repeated / skipped
 - nodes:      the default config single-process (seeds 0, 1, 2: run-to-run noise) vs two `--nnodes 2` launches on
               localhost, one process each
@@ -110,13 +110,13 @@ def part_throughput(work: Path, batches: int = 150) -> dict:
     from vlfuse.classify.sharded import open_sharded
     from vlfuse.data.loader import BatchLoader
     from vlfuse.data.prepare import prepare_data
-    from vlfuse.data.shards import SampleDecoder, ShardLoader
+    from vlfuse.data.shards import SampleDecoder, ShardLoader, loader_workers
     from vlfuse.data.transforms import ImagePreprocessor
     from vlfuse.objective import Objective
     from vlfuse.task import load_config
     from vlfuse.train.trainer import build_optimizer
 
-    cfg = load_config(CONFIG, [f"data.shards={work / 'easy-vqa-1x'}"])
+    cfg = load_config(CONFIG, [f"data.shards={work / 'easy-vqa-1x'}", "data.stream.workers=2"])
     index, data = open_sharded(cfg.data.shards, None, cfg.data.max_text_length)
     decode = SampleDecoder(cfg.data, data.tokenizer, data.label_names, data.objective, augment=True,
                            stored_ids_length=index.stored_ids_length(data.tokenizer))
@@ -153,14 +153,17 @@ def part_throughput(work: Path, batches: int = 150) -> dict:
     print(out, flush=True)
     epochs = {}
     shards = f"data.shards={work / 'easy-vqa-1x'}"
-    for name, sets in (("memory", ()), ("shards", (shards,)), ("shards_1_worker", (shards, "data.stream.workers=1"))):
+    variants = (("memory", ()), ("shards_auto", (shards,)), ("shards_1_worker", (shards, "data.stream.workers=1")),
+                ("shards_2_workers", (shards, "data.stream.workers=2")))  # fmt: skip
+    for name, sets in variants:
         summary, seconds, _ = _train(work, f"epoch-{name}", "train.epochs=2", *sets)
         history = [json.loads(line) for line in (work / "runs" / f"epoch-{name}" / "metrics.jsonl").open()]
         epochs[name] = {"epoch_train_seconds": [round(r["train_seconds"], 2) for r in history],
                         "samples_per_s": [round(r["train_samples_per_s"]) for r in history],
                         "test_accuracy": summary["metrics"]["test"]["accuracy"]}  # fmt: skip
         print(name, epochs[name], flush=True)
-    for name in ("shards", "shards_1_worker"):
+    epochs["shards_auto"]["workers"] = loader_workers("auto", 1)
+    for name, _ in variants[1:]:
         epochs[f"{name}_over_memory_epoch_time"] = round(
             epochs[name]["epoch_train_seconds"][-1] / epochs["memory"]["epoch_train_seconds"][-1], 3)
     return {"loader_vs_step": out, "epoch_time": epochs}

@@ -38,7 +38,9 @@ class StreamConfig(Section):
     """Training from WebDataset shards (`data.shards`): decoding and augmentation run in DataLoader worker processes;
     every rank and worker reads its own stream of shards through a shuffle buffer (`vlfuse.data.shards`)."""
 
-    workers: int = Field(2, ge=0)  # DataLoader worker processes per rank (0: decode in the training process)
+    workers: int | Literal["auto"] = "auto"  # DataLoader worker processes per rank (0: decode in the training
+    # process); auto: the rank's cores less the two its training threads use (none on a 2-core machine, where
+    # workers' decoding stalls the training threads more than it saves), at most 8
     shuffle_buffer: int = Field(1000, ge=1)  # packed samples (an image with its rows) mixed before batching
     samples_per_epoch: int | None = Field(None, ge=1)  # training rows per epoch over all ranks; None: the packed count
     resample: bool = True  # each stream draws shards with replacement (every rank and worker always has data and

@@ -296,6 +296,39 @@ class SampleDecoder:
         return ids, ids != pad
 
 
+@dataclass
+class WireBatch:
+    """A Batch as two tensors (floats, integers) plus their layout: what a worker sends to the training process.
+    Every tensor crossing the process boundary costs ~0.2 ms of the training process's time (a shared-memory file
+    and a descriptor each), whatever its size; a Batch has six."""
+
+    floats: torch.Tensor
+    ints: torch.Tensor
+    layout: list[tuple[str, tuple[int, ...], torch.dtype]]
+
+    @classmethod
+    def of(cls, batch: Batch) -> WireBatch:
+        floats, ints, layout = [], [], []
+        for name in ("image", "label", "text_ids", "text_mask", "index", "image_index"):
+            value = getattr(batch, name)
+            if value is None:
+                continue
+            (floats if value.is_floating_point() else ints).append(value.reshape(-1))
+            layout.append((name, tuple(value.shape), value.dtype))
+        ints_flat = torch.cat([t.long() for t in ints]) if ints else torch.empty(0, dtype=torch.long)
+        return cls(torch.cat(floats) if floats else torch.empty(0), ints_flat, layout)
+
+    def batch(self) -> Batch:
+        fields, offsets = {}, {True: 0, False: 0}
+        for name, shape, dtype in self.layout:
+            floating = dtype.is_floating_point
+            source, start = (self.floats if floating else self.ints), offsets[floating]
+            count = math.prod(shape)
+            fields[name] = source[start : start + count].view(shape).to(dtype)
+            offsets[floating] = start + count
+        return Batch(**{"image": None, "text_ids": None, "text_mask": None, **fields})
+
+
 def _seed_of(*parts: int) -> int:
     return int.from_bytes(random.Random("-".join(map(str, parts))).randbytes(7), "little")
 
@@ -355,10 +388,23 @@ class TrainStream(IterableDataset):
         for number in range(mine):
             group = list(itertools.islice(samples, self.samples_per_batch))
             if number >= skip:
-                yield self.decode(group, seed=_seed_of(self.seed, self.epoch, stream, number))
+                batch = self.decode(group, seed=_seed_of(self.seed, self.epoch, stream, number))
+                yield WireBatch.of(batch) if info is not None else batch
 
 
-def _one_thread(_: int) -> None:
+def loader_workers(setting: int | str, world_size: int) -> int:
+    """`data.stream.workers` for one of `world_size` ranks on this machine: a number as given; "auto" → the rank's
+    cores less two for its training threads, at most 8. The training threads wait for one another at every parallel
+    op, so a worker taking one of their cores stalls them all: on 2 cores an epoch from shards took 1.56× the
+    in-memory time with 2 workers and 1.10× with none (benchmarks/results/shards.json)."""
+    if setting != "auto":
+        return int(setting)
+    from vlfuse.threads import available_cores
+
+    return max(0, min(8, available_cores() // max(1, world_size) - 2))
+
+
+def _worker_init(_: int) -> None:
     torch.set_num_threads(1)  # workers decode; the training process owns the cores' math
 
 
@@ -369,12 +415,13 @@ class ShardLoader:
                  rank: int = 0, world_size: int = 1) -> None:  # fmt: skip
         stream = cfg.stream
         urls = index.shards("train")
-        streams = world_size * max(1, stream.workers)
+        workers = loader_workers(stream.workers, world_size)
+        streams = world_size * max(1, workers)
         if not urls:
             raise DataError(f"{index.root}: no training shards")
         if not stream.resample and len(urls) < streams:
             raise DataError(
-                f"{len(urls)} training shard(s) for {streams} streams ({world_size} rank(s) × {max(1, stream.workers)} "
+                f"{len(urls)} training shard(s) for {streams} streams ({world_size} rank(s) × {max(1, workers)} "
                 f"worker(s)) with data.stream.resample: false — a stream without shards would hang the job; pack "
                 f"smaller shards (--shard-size), use fewer workers or ranks, or set data.stream.resample: true"
             )  # fmt: skip
@@ -382,12 +429,12 @@ class ShardLoader:
         samples_per_batch = max(1, round(batch_size / world_size / rows_per_sample))
         rows_per_epoch = stream.samples_per_epoch or index.rows("train")
         batches = math.ceil(rows_per_epoch / world_size / (samples_per_batch * rows_per_sample))
-        workers = max(1, stream.workers)
-        batches = workers * math.ceil(batches / workers)  # every worker delivers the same number
-        self.workers = stream.workers
+        batches = max(1, workers) * math.ceil(batches / max(1, workers))  # every worker delivers the same number
+        self.workers = workers
+        log.info("shard loader: %d worker process(es) per rank", workers)
         self.dataset = TrainStream(
             urls, decode, samples_per_batch=samples_per_batch, batches=batches, seed=seed, rank=rank,
-            world_size=world_size, workers=stream.workers, shuffle_buffer=stream.shuffle_buffer,
+            world_size=world_size, workers=workers, shuffle_buffer=stream.shuffle_buffer,
             resample=stream.resample, on_error=cfg.on_error,
         )  # fmt: skip
 
@@ -405,14 +452,14 @@ class ShardLoader:
     def __iter__(self) -> Iterator[Batch]:
         # a generator of its own: starting workers must not draw from torch's global one, which the checkpoint holds
         # (dropout reads it), or a resumed epoch would see other random numbers than an uninterrupted one
-        loader = DataLoader(self.dataset, batch_size=None, num_workers=self.workers, worker_init_fn=_one_thread,
+        loader = DataLoader(self.dataset, batch_size=None, num_workers=self.workers, worker_init_fn=_worker_init,
                             prefetch_factor=4 if self.workers else None, generator=torch.Generator())  # fmt: skip
         batches = iter(loader)
         # the workers skipped whole rounds of batches undecoded; the DataLoader takes worker 0's batch first, so the
         # trained batches of a part-done round are dropped here (fewer than one per worker is decoded in vain)
         for _ in range(self.dataset.skip % self.dataset.workers):
             next(batches)
-        return batches
+        return (item.batch() if isinstance(item, WireBatch) else item for item in batches)
 
 
 def split_batches(index: ShardIndex, split: str, decode: SampleDecoder, *, samples_per_batch: int, on_error: str,

@@ -243,3 +243,24 @@ def test_stored_token_ids_equal_tokenizing_again(packed):
                     split_batches(index, "val", again, samples_per_batch=5, on_error="raise"), strict=True)
         for a, b in pairs:
             assert torch.equal(a.text_ids, b.text_ids) and torch.equal(a.text_mask, b.text_mask)
+
+
+def test_builtin_pixels_stream_back_exactly_and_refit_to_another_size(packed):
+    """Built-in sets are packed as their decoded pixels (.npy): lossless, no decoding; another image_size at
+    training time resizes them as a decoded file would be."""
+    out, _ = packed
+    data = prepare_data(DataConfig(**TINY_DATA), seed=0)
+    index = ShardIndex.open(str(out))
+    with tarfile.open(index.shards("test")[0].url) as tar:
+        names = tar.getnames()
+        assert any(n.endswith(".npy") for n in names) and not any(n.endswith(".png") for n in names)
+    plain = {**TINY_DATA, "augment": {}, "mean": [0.0] * 3, "std": [1.0] * 3}
+    decode = SampleDecoder(DataConfig(**plain), index.tokenizer(12), index.label_names, index.objective, augment=False)
+    batch = next(iter(split_batches(index, "test", decode, samples_per_batch=4, on_error="raise")))
+    row = int(batch.index[0])
+    expected = data.test.images[data.test.image_index[data.test.source_rows.index(row)]]  # (C, S, S) uint8
+    assert torch.equal((batch.image[batch.image_index[0]] * 255).round().to(torch.uint8), expected)
+    smaller = SampleDecoder(DataConfig(**{**plain, "image_size": 24}), index.tokenizer(12), index.label_names,
+                            index.objective, augment=False)  # fmt: skip
+    resized = next(iter(split_batches(index, "test", smaller, samples_per_batch=4, on_error="raise")))
+    assert resized.image.shape[-2:] == (24, 24)

@@ -97,3 +97,13 @@ def load_pixels(path: str | Path, *, size: int, channels: int = 3, fit: str = "s
     """An image file → (channels, size, size) uint8 (see `vlfuse.data.images.load_image`, its tensor form)."""
     check_args(size, channels)
     return decode_pixels(str(path), str(path), size, channels, fit)
+
+
+def refit_pixels(array: np.ndarray, size: int, channels: int, fit: str = "stretch") -> np.ndarray:
+    """(C, H, W) uint8 pixels → (channels, size, size) uint8, converted and resized as a decoded file would be (a
+    no-op when they already are)."""
+    if array.shape == (channels, size, size):
+        return array
+    im = Image.fromarray(array[0] if array.shape[0] == 1 else array.transpose(1, 2, 0))
+    out = np.asarray(_fit(im.convert(_MODES[channels]), size, fit))  # (H, W) or (H, W, C)
+    return out[None].copy() if out.ndim == 2 else np.ascontiguousarray(out.transpose(2, 0, 1))

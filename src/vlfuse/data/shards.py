@@ -14,6 +14,7 @@ already delivered.
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import logging
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
@@ -31,6 +33,7 @@ from vlfuse.config import DataConfig
 from vlfuse.data.images import decode_image_bytes
 from vlfuse.data.labels import encode_labels
 from vlfuse.data.pack import INDEX_FORMAT, INDEX_NAME
+from vlfuse.data.pixels import refit_pixels
 from vlfuse.data.text import TextTokenizer
 from vlfuse.data.transforms import ImagePreprocessor
 from vlfuse.errors import DataError
@@ -38,7 +41,7 @@ from vlfuse.types import Batch
 
 log = logging.getLogger(__name__)
 
-IMAGE_KEYS = ("png", "jpg", "jpeg", "webp", "bmp", "gif")
+IMAGE_KEYS = ("npy", "png", "jpg", "jpeg", "webp", "bmp", "gif")
 
 
 @dataclass
@@ -251,8 +254,7 @@ class SampleDecoder:
             if key is None or "json" not in sample:
                 raise DataError(f"{where}: expected an image member (.png/.jpg …) and a .json record")
             record = json.loads(sample["json"])
-            images.append(decode_image_bytes(sample[key], size=self.cfg.image_size, channels=self.cfg.channels,
-                                             source=where, fit=self.cfg.fit))  # fmt: skip
+            images.append(self._image(sample[key], key, where))  # (C, S, S) uint8
             for row in record["rows"]:
                 texts.append(row["texts"])
                 labels.append(row["label"])
@@ -279,6 +281,18 @@ class SampleDecoder:
         return Batch(image=image, text_ids=text_ids, text_mask=text_mask, label=label, index=torch.tensor(rows),
                      image_index=torch.tensor(image_index))  # fmt: skip
 
+
+    def _image(self, data: bytes, key: str, where: str) -> torch.Tensor:
+        size, channels, fit = self.cfg.image_size, self.cfg.channels, self.cfg.fit
+        if key != "npy":
+            return decode_image_bytes(data, size=size, channels=channels, source=where, fit=fit)
+        try:
+            array = np.load(io.BytesIO(data), allow_pickle=False)
+        except (ValueError, OSError, EOFError) as err:
+            raise DataError(f"{where}: unreadable .npy pixels ({err}); expected (C, H, W) uint8") from None
+        if array.dtype != np.uint8 or array.ndim != 3 or array.shape[0] not in (1, 3):
+            raise DataError(f"{where}: .npy pixels of {array.dtype} {array.shape}; expected (C, H, W) uint8, C 1 or 3")
+        return torch.from_numpy(refit_pixels(array, size, channels, fit))
 
     def _stored_ids_hold(self, token_ids: list[list[int] | None]) -> bool:
         """Whether every row's stored ids are what tokenizing now gives: not cut at packing (or cut at today's

@@ -264,3 +264,53 @@ def test_builtin_pixels_stream_back_exactly_and_refit_to_another_size(packed):
                             index.objective, augment=False)  # fmt: skip
     resized = next(iter(split_batches(index, "test", smaller, samples_per_batch=4, on_error="raise")))
     assert resized.image.shape[-2:] == (24, 24)
+
+
+def test_an_image_folder_packs_with_its_subfolders_as_labels_and_sidecar_captions(cli, tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "photos"
+    for label, colour in (("red", (220, 20, 20)), ("blue", (20, 20, 220))):
+        (folder / label).mkdir(parents=True)
+        for i in range(6):
+            Image.new("RGB", (40, 30), colour).save(folder / label / f"{i}.jpg")
+            (folder / label / f"{i}.txt").write_text(f"a {label} thing number {i}")
+    out = tmp_path / "packed"
+    done = cli("data", "pack", folder, "--out", out, "--set", "data.image_size=16", "--set", "data.val_fraction=0.2")
+    assert done.returncode == 0, done.stderr
+    index = ShardIndex.open(str(out))
+    assert index.label_names == ["blue", "red"] and index.rows("train") + index.rows("val") == 12
+    decode = SampleDecoder(DataConfig(image_size=16), index.tokenizer(32), index.label_names, index.objective,
+                           augment=False)  # fmt: skip
+    batch = next(iter(split_batches(index, "train", decode, samples_per_batch=20, on_error="raise")))
+    assert batch.text_ids is not None and batch.image.shape[-2:] == (16, 16)
+    with tarfile.open(index.shards("train")[0].url) as tar:  # the JPEG files themselves, not re-encoded
+        jpg = next(n for n in tar.getnames() if n.endswith(".jpg"))
+        source = json.loads(tar.extractfile(jpg.replace(".jpg", ".json")).read())["source"]
+        assert tar.extractfile(jpg).read() == open(source, "rb").read()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    refused = cli("data", "pack", empty, "--out", tmp_path / "nothing")
+    assert refused.returncode == 2 and "one subfolder per label" in refused.stderr
+
+
+def test_npy_pixels_are_read_as_numpy_writes_them_and_bad_ones_named():
+    import io
+
+    import numpy as np
+
+    from vlfuse.data.shards import npy_pixels
+
+    for shape in ((3, 64, 64), (1, 28, 28)):
+        array = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+        buffer = io.BytesIO()
+        np.save(buffer, array)
+        assert np.array_equal(npy_pixels(buffer.getvalue(), "s"), array)
+    with pytest.raises(DataError, match="shard x, sample 1: .npy pixels that are not"):
+        npy_pixels(buffer.getvalue()[:-3], "shard x, sample 1")
+    buffer = io.BytesIO()
+    np.save(buffer, np.zeros((3, 8, 8), dtype=np.float32))
+    with pytest.raises(DataError, match="not \\(C, H, W\\) uint8"):
+        npy_pixels(buffer.getvalue(), "s")
+    with pytest.raises(DataError, match="not .npy data"):
+        npy_pixels(b"\x89PNG....", "s")

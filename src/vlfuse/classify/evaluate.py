@@ -13,7 +13,8 @@ from vlfuse.data.transforms import ImagePreprocessor
 from vlfuse.objective import Objective
 
 if TYPE_CHECKING:
-    from vlfuse.data.shards import SampleDecoder, Shard, ShardIndex
+    from vlfuse.data.shard_io import Shard
+    from vlfuse.data.shards import SampleDecoder, ShardIndex
 
 
 @torch.inference_mode()

@@ -13,6 +13,8 @@ from rich.table import Table
 from vlfuse.errors import VLFuseError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="vlfuse: vision-language fusion toolkit")
+data_app = typer.Typer(no_args_is_help=True, help="Inspect datasets; pack them into shards.")
+app.add_typer(data_app, name="data")
 console = Console()
 err_console = Console(stderr=True)
 

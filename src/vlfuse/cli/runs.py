@@ -15,10 +15,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from vlfuse.cli.app import app, console, print_metrics, setup_logging
-
-data_app = typer.Typer(no_args_is_help=True, help="Inspect datasets.")
-app.add_typer(data_app, name="data")
+from vlfuse.cli.app import app, console, data_app, print_metrics, setup_logging
 
 
 @app.command()
@@ -160,7 +157,9 @@ def evaluate(
         return
     ref.task.require("evaluate", run)
     if nproc > 1 or "WORLD_SIZE" in os.environ:
-        _evaluate_in_processes(ref, run, split, nproc, json_, bool(robustness or objectives))
+        from vlfuse.cli.scale import evaluate_in_processes
+
+        evaluate_in_processes(ref, run, split, nproc, json_, bool(robustness or objectives))
         return
     loaded = load_run(ref)
     options = {}
@@ -170,34 +169,6 @@ def evaluate(
                                      "several objectives (bridge)", param_hint="--objectives")  # fmt: skip
         options["objectives"] = tuple(o.strip() for o in objectives.split(",") if o.strip())
     metrics = loaded.evaluate(split, **options)
-    if json_:
-        console.print_json(json.dumps(metrics))
-    else:
-        print_metrics({split: metrics})
-
-
-def _evaluate_in_processes(ref, run: str, split: str, nproc: int, json_: bool, other_options: bool) -> None:
-    """`vlfuse evaluate --nproc P`: re-run under torchrun; each process scores its share, the first prints."""
-    from vlfuse.parallel import job_share
-    from vlfuse.task import load_run
-    from vlfuse.train.distributed import launch
-
-    if other_options:
-        raise typer.BadParameter("--nproc splits the plain evaluation of a split", param_hint="--nproc")
-    if "WORLD_SIZE" not in os.environ:
-        raise typer.Exit(launch(nproc, ["evaluate", run, "--split", split, *(["--json"] if json_ else [])]))
-    loaded = load_run(ref)
-    if "share" not in inspect.signature(loaded.evaluate).parameters:
-        raise typer.BadParameter(f"'{run}' is a '{ref.task.name}' run, whose evaluation runs in one process",
-                                 param_hint="--nproc")  # fmt: skip
-    share = job_share()
-    try:
-        metrics = loaded.evaluate(split, share=share)
-    finally:
-        share.close()
-    if not share.is_main:
-        return
-    metrics["processes"] = share.world
     if json_:
         console.print_json(json.dumps(metrics))
     else:

@@ -34,6 +34,7 @@ from vlfuse.atomic import atomic_write_text
 from vlfuse.config import DataConfig, VideoDataConfig
 from vlfuse.data.builtin import default_objective
 from vlfuse.data.prepare import load_raw_splits, train_tokenizer
+from vlfuse.data.shard_io import INDEX_FORMAT, INDEX_NAME
 from vlfuse.data.splits import RawSplit
 from vlfuse.data.text import TextTokenizer
 from vlfuse.data.transforms import build_augmenter
@@ -41,8 +42,6 @@ from vlfuse.errors import DataError
 
 log = logging.getLogger(__name__)
 
-INDEX_NAME = "index.json"
-INDEX_FORMAT = "vlfuse-shards/1"
 ORIGINAL_EXTENSIONS = {".png": "png", ".jpg": "jpg", ".jpeg": "jpg", ".webp": "webp", ".bmp": "bmp", ".gif": "gif"}
 
 
@@ -172,6 +171,33 @@ def _write_split(
     return {"shards": sink.names, "samples": sum(sink.counts), "rows": sum(len(r) for r in records) * copies,
             "copies": copies, "shard_samples": sink.counts,
             "shard_bytes": [(out / s).stat().st_size for s in sink.names]}  # fmt: skip
+
+
+def folder_table(folder: str | Path, out: str | Path) -> Path:
+    """An image folder as a table to pack, written to OUT/folder.csv: one subfolder per class (ImageFolder's layout)
+    gives the labels, and an image's sidecar caption (`cat.jpg` + `cat.txt`) its text when every image has one.
+
+    Raises:
+        DataError: no class subfolders, or no image in them.
+    """
+    folder, out = Path(folder).absolute(), Path(out)
+    classes = sorted(p for p in folder.iterdir() if p.is_dir())
+    rows = [{"image": str(image), "label": cls.name}  # absolute: the table is not beside the images
+            for cls in classes for image in sorted(cls.rglob("*"))
+            if image.suffix.lower() in ORIGINAL_EXTENSIONS and image.is_file()]  # fmt: skip
+    if not rows:
+        raise DataError(f"folder '{folder}': no images in class subfolders; expected e.g. {folder}/cat/1.jpg, "
+                        f"{folder}/dog/2.png (one subfolder per label)")  # fmt: skip
+    captions = [Path(row["image"]).with_suffix(".txt") for row in rows]
+    if all(c.is_file() for c in captions):
+        for row, caption in zip(rows, captions, strict=True):
+            row["text"] = caption.read_text(encoding="utf-8").strip()
+    import pandas as pd
+
+    out.mkdir(parents=True, exist_ok=True)
+    table = out / "folder.csv"
+    pd.DataFrame(rows).to_csv(table, index=False)
+    return table
 
 
 def pack(cfg: DataConfig, out: str | Path, *, shard_size: str = "256MB", repeat: int = 1) -> PackResult:

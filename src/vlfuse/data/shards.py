@@ -14,12 +14,12 @@ already delivered.
 
 from __future__ import annotations
 
-import io
 import itertools
 import json
 import logging
 import math
 import random
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,8 +32,8 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from vlfuse.config import DataConfig
 from vlfuse.data.images import decode_image_bytes
 from vlfuse.data.labels import encode_labels
-from vlfuse.data.pack import INDEX_FORMAT, INDEX_NAME
 from vlfuse.data.pixels import refit_pixels
+from vlfuse.data.shard_io import INDEX_FORMAT, INDEX_NAME, Shard, read_shard
 from vlfuse.data.text import TextTokenizer
 from vlfuse.data.transforms import ImagePreprocessor
 from vlfuse.errors import DataError
@@ -136,103 +136,6 @@ class ShardIndex:
         return packed["max_length"] if same else None
 
 
-@dataclass(frozen=True)
-class Shard:
-    """A shard's URL and, when the index knows them, its sample count and byte size (to tell a truncated one)."""
-
-    url: str
-    samples: int | None = None
-    size: int | None = None
-
-
-def _check_size(shard: Shard) -> str | None:
-    path = Path(shard.url)
-    if shard.size is None or ":" in shard.url or not path.is_file():
-        return None
-    actual = path.stat().st_size
-    return None if actual == shard.size else f"{actual:,} bytes where the index says {shard.size:,} (truncated?)"
-
-
-def _members(stream) -> Iterator[tuple[str, bytes]]:
-    """(name, bytes) of each regular file in a tar stream. A ~10× cheaper walk than `tarfile` in stream mode (116 µs a
-    packed sample there, most of a worker's reading time); a stream cut short raises EOFError instead of ending."""
-    long_name = None
-    while True:
-        header = stream.read(512)
-        if len(header) < 512:
-            raise EOFError(f"the tar ends inside a header ({len(header)} of 512 bytes)" if header else
-                           "the tar ends without its end-of-archive blocks")  # fmt: skip
-        if header == bytes(512):
-            return  # end-of-archive
-        name = header[:100].split(b"\0", 1)[0].decode()
-        if header[257:262] == b"ustar" and header[345:500].strip(b"\0"):
-            name = header[345:500].split(b"\0", 1)[0].decode() + "/" + name
-        size = int(header[124:136].strip(b"\0 ") or b"0", 8)
-        data = stream.read(size)
-        if len(data) < size:
-            raise EOFError(f"the tar ends inside {name!r} ({len(data)} of {size} bytes)")
-        stream.read(-size % 512)  # padding to the next block
-        kind = header[156:157]
-        if kind == b"x":  # a PAX header: its "path" record, if any, names the next member
-            records = dict(line.split(b" ", 1)[1].split(b"=", 1) for line in data.splitlines() if b"=" in line)
-            long_name = records.get(b"path", b"").decode() or None
-        elif kind == b"L":  # a GNU long name
-            long_name = data.rstrip(b"\0").decode()
-        elif kind in (b"0", b"\0"):
-            yield long_name or name, data
-            long_name = None
-        else:
-            long_name = None
-
-
-def _tar_samples(url: str) -> Iterator[dict[str, Any]]:
-    """The samples of one shard (members grouped by key: `key.png` + `key.json`), opened by WebDataset's `gopen`
-    (local paths, `pipe:` commands, http/s)."""
-    from webdataset import gopen
-
-    stream = gopen(url)
-    try:
-        sample: dict[str, Any] = {}
-        for name, data in _members(stream):
-            key, _, ext = Path(name).name.partition(".")
-            key = str(Path(name).parent / key) if "/" in name else key
-            if sample and sample["__key__"] != key:
-                yield sample
-                sample = {}
-            sample.setdefault("__key__", key)
-            sample["__url__"] = url
-            sample[ext.lower()] = data
-        if sample:
-            yield sample
-    finally:
-        stream.close()  # a pipe: command's failure is raised here
-
-
-def read_shard(shard: Shard, on_error: str) -> Iterator[dict[str, Any]]:
-    """The samples of one shard; a shard that cannot be read to its end (missing, truncated, not a tar, fewer samples
-    than packed) raises a DataError naming it, or under `on_error: skip` is logged and its readable samples kept."""
-    def fail(problem: str) -> None:
-        message = f"shard {shard.url}: {problem}; expected the complete tar written by `vlfuse data pack`"
-        if on_error == "raise":
-            raise DataError(message)
-        log.warning("%s; kept the %d sample(s) that could be read (data.on_error=skip)", message, count)
-
-    count, size_problem = 0, _check_size(shard)
-    if size_problem and on_error == "raise":
-        fail(size_problem)  # before any of its samples is used
-    try:
-        for sample in _tar_samples(shard.url):
-            count += 1
-            yield sample
-    except Exception as err:  # noqa: BLE001 — tarfile, gzip, OSError and pipe errors all mean a bad shard
-        fail(f"unreadable after {count} sample(s) ({type(err).__name__}: {err})")
-        return
-    if shard.samples is not None and count != shard.samples:
-        fail(f"{count} sample(s) where the index says {shard.samples}")
-    elif size_problem:
-        fail(size_problem)
-
-
 class SampleDecoder:
     """Packed samples → one Batch: image decode, tokenizing, label encoding and (training) augmentation."""
 
@@ -286,13 +189,7 @@ class SampleDecoder:
         size, channels, fit = self.cfg.image_size, self.cfg.channels, self.cfg.fit
         if key != "npy":
             return decode_image_bytes(data, size=size, channels=channels, source=where, fit=fit)
-        try:
-            array = np.load(io.BytesIO(data), allow_pickle=False)
-        except (ValueError, OSError, EOFError) as err:
-            raise DataError(f"{where}: unreadable .npy pixels ({err}); expected (C, H, W) uint8") from None
-        if array.dtype != np.uint8 or array.ndim != 3 or array.shape[0] not in (1, 3):
-            raise DataError(f"{where}: .npy pixels of {array.dtype} {array.shape}; expected (C, H, W) uint8, C 1 or 3")
-        return torch.from_numpy(refit_pixels(array, size, channels, fit))
+        return torch.from_numpy(refit_pixels(npy_pixels(data, where), size, channels, fit))
 
     def _stored_ids_hold(self, token_ids: list[list[int] | None]) -> bool:
         """Whether every row's stored ids are what tokenizing now gives: not cut at packing (or cut at today's
@@ -341,6 +238,22 @@ class WireBatch:
             fields[name] = source[start : start + count].view(shape).to(dtype)
             offsets[floating] = start + count
         return Batch(**{"image": None, "text_ids": None, "text_mask": None, **fields})
+
+
+_NPY_HEADER = re.compile(rb"\{'descr': '\|u1', 'fortran_order': False, 'shape': \((\d+), (\d+), (\d+)\), \}")
+
+
+def npy_pixels(data: bytes, where: str) -> np.ndarray:
+    """.npy bytes of (C, H, W) uint8 pixels (as `vlfuse data pack` writes them) → the array. The header is matched,
+    not evaluated: `np.load` spends ~120 µs on it (`ast.literal_eval`), more than the rest of a sample's work."""
+    if data[:6] != b"\x93NUMPY" or len(data) < 10:
+        raise DataError(f"{where}: not .npy data; expected (C, H, W) uint8 pixels written by `vlfuse data pack`")
+    start = 10 + int.from_bytes(data[8:10], "little") if data[6] == 1 else 12 + int.from_bytes(data[8:12], "little")
+    match = _NPY_HEADER.match(data[10 if data[6] == 1 else 12 : start])
+    shape = tuple(int(n) for n in match.groups()) if match else None
+    if shape is None or shape[0] not in (1, 3) or len(data) - start != math.prod(shape):
+        raise DataError(f"{where}: .npy pixels that are not (C, H, W) uint8 with C 1 or 3 (or are cut short)")
+    return np.frombuffer(data, dtype=np.uint8, offset=start).reshape(shape).copy()  # writable, for torch
 
 
 def _seed_of(*parts: int) -> int:

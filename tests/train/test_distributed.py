@@ -76,10 +76,9 @@ def test_a_killed_worker_restarts_the_group_from_the_last_checkpoint(tmp_path, t
     while not checkpoint.exists() and time.monotonic() < deadline and launcher.poll() is None:
         time.sleep(0.05)
     assert checkpoint.exists(), "no checkpoint was written"
-    workers = subprocess.run(["pgrep", "-f", "-P", str(_torchrun_pid(launcher.pid)), "vlfuse.cli train"],
-                             capture_output=True, text=True).stdout.split()  # fmt: skip
+    workers = _torchrun(launcher.pid).children()  # the training processes (theirs are DataLoader workers)
     assert workers, "no worker processes found"
-    os.kill(int(workers[0]), signal.SIGKILL)
+    os.kill(workers[0].pid, signal.SIGKILL)
     output, _ = launcher.communicate(timeout=300)
     assert launcher.returncode == 0, output[-3000:]
     assert "restarted after a failed process" in output
@@ -87,26 +86,15 @@ def test_a_killed_worker_restarts_the_group_from_the_last_checkpoint(tmp_path, t
     assert summary["complete"] and summary["epochs"] == 3 and "test" in summary["metrics"]
 
 
-def _torchrun_pid(launcher_pid: int) -> int:
-    """The torchrun agent that `vlfuse train --nproc` started (its workers are the agent's children)."""
+def _torchrun(launcher_pid: int):
+    """The torchrun agent that `vlfuse train --nproc` started (its children are the training processes)."""
     import time
 
+    import psutil
+
     for _ in range(200):
-        found = subprocess.run(["pgrep", "-P", str(launcher_pid)], capture_output=True, text=True).stdout.split()
-        if found:
-            return int(found[0])
+        agents = [p for p in psutil.Process(launcher_pid).children() if "torch.distributed.run" in p.cmdline()]
+        if agents:
+            return agents[0]
         time.sleep(0.05)
     raise AssertionError("torchrun did not start")
-
-
-def test_evaluate_shared_by_two_processes_equals_one(tiny_run_dir):
-    """`vlfuse evaluate --nproc 2`: each process scores half the rows; the first gathers the logits in order."""
-    one = subprocess.run([sys.executable, "-m", "vlfuse.cli", "evaluate", str(tiny_run_dir), "--json"],
-                         capture_output=True, text=True, timeout=300)  # fmt: skip
-    two = subprocess.run([sys.executable, "-m", "vlfuse.cli", "evaluate", str(tiny_run_dir), "--json", "--nproc", "2"],
-                         capture_output=True, text=True, timeout=300)  # fmt: skip
-    assert one.returncode == 0 and two.returncode == 0, two.stderr[-3000:]
-    a, b = json.loads(one.stdout), json.loads(two.stdout[two.stdout.index("{"):])
-    assert b.pop("processes") == 2
-    assert a["samples"] == b["samples"] and a["accuracy"] == b["accuracy"]
-    assert abs(a["loss"] - b["loss"]) < 1e-5

@@ -15,10 +15,12 @@ import torch
 from torch import nn
 
 from vlfuse.classify.config import ClassifyConfig
-from vlfuse.classify.evaluate import evaluate_split
+from vlfuse.classify.evaluate import evaluate_shards, evaluate_split
 from vlfuse.classify.run import build_classifier
+from vlfuse.classify.sharded import open_sharded
 from vlfuse.data.loader import BatchLoader
 from vlfuse.data.prepare import prepare_data
+from vlfuse.data.shards import SampleDecoder, ShardLoader
 from vlfuse.data.splits import PreparedData
 from vlfuse.data.text import TextTokenizer
 from vlfuse.data.transforms import ImagePreprocessor
@@ -85,8 +87,6 @@ class ClassifyTask(TrainingTask):
         if cls is not ClassifyTask:
             raise ConfigError(f"data.shards: task '{cfg.task}' reads its data into memory; streaming packed shards is "
                               "supported by task 'classify'")  # fmt: skip
-        from vlfuse.classify.sharded import ShardedClassifyTask
-
         return ShardedClassifyTask
 
     def train_loader(self):
@@ -161,3 +161,45 @@ class ClassifyTask(TrainingTask):
         write_report(run_dir, title=f"vlfuse run: {run_dir.name}", summary=summary, metrics=metrics,
                      history=history, issues=[str(i) for i in data.issues], plots=plots)  # fmt: skip
         return {"metrics": metrics, "train_samples_per_s": summary["training samples/s (mean)"]}
+
+
+class ShardedClassifyTask(ClassifyTask):
+    """The classify task streaming packed shards (`data.shards`): nothing is read into memory; the index gives labels,
+    tokenizer and counts, training batches stream through `ShardLoader` and validation and test from their own
+    shards. The run directory is an in-memory run's, so `predict`, `serve` and `export` work on it unchanged."""
+
+    def prepare(self) -> None:
+        cfg = self.cfg
+        self.index, self.data = open_sharded(cfg.data.shards, pretrained_tokenizer_for(cfg), cfg.data.max_text_length,
+                                             cfg.data.stream.url)
+        self.objective = Objective(self.data.objective, len(self.data.label_names), cfg.train.label_smoothing)
+        log.info("streaming %s: %d train rows in %d shard(s)", self.index.root, self.index.rows("train"),
+                 len(self.index.shards("train")))  # fmt: skip
+
+    def build(self) -> nn.Module:
+        model = build_classifier(self.cfg, self.data.tokenizer, self.objective.num_outputs).to(self.ctx.device)
+        if getattr(getattr(model, "image_encoder", None), "frozen", False):
+            log.info("streaming from shards: the frozen image tower runs on every batch (features are cached only "
+                     "for in-memory data)")  # fmt: skip
+        return model
+
+    def _decoder(self, *, augment: bool) -> SampleDecoder:
+        tokenizer = self.data.tokenizer
+        return SampleDecoder(self.cfg.data, tokenizer, self.data.label_names, self.data.objective, augment=augment,
+                             stored_ids_length=self.index.stored_ids_length(tokenizer))  # fmt: skip
+
+    def train_loader(self) -> ShardLoader:
+        cfg, dist = self.cfg, self.ctx.dist
+        return ShardLoader(self.index, cfg.data, self._decoder(augment=True), batch_size=cfg.train.batch_size,
+                           seed=cfg.seed, rank=dist.rank, world_size=dist.world_size)  # fmt: skip
+
+    def scored_splits(self) -> list[str]:
+        return [name for name in ("val", "test") if self.index.has(name)]
+
+    def score(self, model: nn.Module, name: str) -> tuple[dict[str, float], torch.Tensor, torch.Tensor]:
+        return evaluate_shards(model, self.index, name, self._decoder(augment=False), self.objective,
+                               batch_size=self.cfg.train.eval_batch_size, on_error=self.cfg.data.on_error,
+                               device=self.ctx.device)  # fmt: skip
+
+    def train_rows(self) -> int:
+        return self.index.rows("train")

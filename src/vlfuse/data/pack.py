@@ -4,7 +4,8 @@ One packed sample is one image with all of its rows (a VQA image and its ~10 que
 `group_by_image`'s saving and stores each image once:
 
     DIR/train-000000.tar …   members <key>.png / .jpg … (a table's image file, as it is) or <key>.npy (a built-in
-                             set's decoded pixels, (C, H, W) uint8) + <key>.json
+                             set's decoded pixels, (C, H, W) uint8; a clip's decoded frames, (F, C, H, W) — video
+                             files are decoded once, here, under data.video's limits) + <key>.json
                              {"rows": [{"texts": [...], "label": ..., "row": n, "ids": [token ids]}], "source": …}
     DIR/val-000000.tar …     the validation rows, carved from train exactly as in-memory training carves them
     DIR/test-000000.tar …
@@ -76,7 +77,8 @@ def parse_size(text: str) -> int:
 
 
 def _npy(image: torch.Tensor) -> bytes:
-    """(C, H, W) uint8 → .npy bytes. Built-in sets hold decoded pixels, not files: stored as they are, they cost
+    """(C, H, W) uint8 pixels — or a clip's (F, C, H, W) frames — → .npy bytes. Built-in sets hold decoded pixels, not
+    files: stored as they are, they cost
     nothing to decode when streamed (PNG: ~190 µs an image at 64 px, the largest part of a worker's time)."""
     buffer = io.BytesIO()
     np.save(buffer, image.numpy(), allow_pickle=False)
@@ -211,8 +213,6 @@ def pack(cfg: DataConfig, out: str | Path, *, shard_size: str = "256MB", repeat:
     shard_bytes = parse_size(shard_size)
     if repeat < 1:
         raise DataError(f"--repeat {repeat}: expected at least 1 copy of the training split")
-    if isinstance(cfg, VideoDataConfig):
-        raise DataError("packing video sets is not supported yet: clips stream from their files; pack an image set")
     if (out / INDEX_NAME).exists() or any(out.glob("*.tar")):
         raise DataError(f"{out} already holds packed shards; choose an empty folder (or delete it)")
     if cfg.objective is None:
@@ -221,7 +221,8 @@ def pack(cfg: DataConfig, out: str | Path, *, shard_size: str = "256MB", repeat:
     if raw.train.images is None:
         raise DataError(f"{raw.train.file}: no images to pack; `vlfuse data pack` writes image + text samples")
     out.mkdir(parents=True, exist_ok=True)
-    augment = build_augmenter(cfg.augment) if repeat > 1 else None
+    video = isinstance(cfg, VideoDataConfig)  # clips: (M, F, C, S, S), packed as their decoded frames
+    augment = build_augmenter(cfg.augment, video=video) if repeat > 1 else None
     if repeat > 1 and augment is None:
         log.warning("--repeat %d with no data.augment set: the copies of the training split are identical", repeat)
     tokenizer = train_tokenizer(cfg, raw.train) if raw.train.texts is not None else None
@@ -240,7 +241,8 @@ def pack(cfg: DataConfig, out: str | Path, *, shard_size: str = "256MB", repeat:
         "tokenizer": None if tokenizer is None else "tokenizer.json", "splits": splits,
         "data": cfg.model_dump(include={"name", "image_size", "channels", "fit", "max_text_length", "tokenizer",
                                         "vocab_size", "min_frequency", "lowercase", "strip_punctuation",
-                                        "val_fraction", "split_seed", "limit", "test_limit", "augment"}),
+                                        "val_fraction", "split_seed", "limit", "test_limit", "augment",
+                                        *(["video"] if video else [])}),
         "skipped_rows": [issue.__dict__ for issue in raw.issues],
         "packed_seconds": round(seconds, 2),
     }  # fmt: skip

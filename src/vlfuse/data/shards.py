@@ -19,7 +19,6 @@ import json
 import logging
 import math
 import random
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +32,7 @@ from vlfuse.config import DataConfig
 from vlfuse.data.images import decode_image_bytes
 from vlfuse.data.labels import encode_labels
 from vlfuse.data.pixels import refit_pixels
-from vlfuse.data.shard_io import INDEX_FORMAT, INDEX_NAME, Shard, read_shard
+from vlfuse.data.shard_io import INDEX_FORMAT, INDEX_NAME, Shard, npy_pixels, read_shard
 from vlfuse.data.text import TextTokenizer
 from vlfuse.data.transforms import ImagePreprocessor
 from vlfuse.errors import DataError
@@ -140,16 +139,22 @@ class SampleDecoder:
     """Packed samples → one Batch: image decode, tokenizing, label encoding and (training) augmentation."""
 
     def __init__(self, cfg: DataConfig, tokenizer: TextTokenizer | None, label_names: list[str], objective: str,
-                 *, augment: bool, stored_ids_length: int | None = None) -> None:  # fmt: skip
+                 *, augment: bool, stored_ids_length: int | None = None, preprocess=None) -> None:  # fmt: skip
+        """`preprocess`: stored pixels → model input (a task's own, e.g. the video task's frame choice); default: the
+        image preprocessing of `cfg`, augmented when `augment`."""
         self.cfg = cfg
         self.tokenizer = tokenizer
         # rows carry `tokenizer`'s ids, cut at this length (ShardIndex.stored_ids_length): no tokenizing again
         self.stored_ids_length = stored_ids_length
         self.label_names = label_names
         self.objective = objective
-        self.preprocess = ImagePreprocessor(cfg, augment=augment)
+        self.preprocess = preprocess or ImagePreprocessor(cfg, augment=augment)
 
     def __call__(self, samples: list[dict[str, Any]], seed: int | None = None) -> Batch:
+        return self.with_texts(samples, seed)[0]
+
+    def with_texts(self, samples: list[dict[str, Any]], seed: int | None = None) -> tuple[Batch, list[str]]:
+        """The batch and its rows' texts (columns joined by " | "), for scores that depend on the text."""
         images, texts, labels, rows, image_index, token_ids = [], [], [], [], [], []
         for position, sample in enumerate(samples):
             key = next((k for k in IMAGE_KEYS if k in sample), None)
@@ -164,7 +169,7 @@ class SampleDecoder:
                 rows.append(row["row"])
                 token_ids.append(row.get("ids"))
                 image_index.append(position)
-        pixels = torch.stack(images)  # (U, C, S, S) uint8
+        pixels = torch.stack(images)  # (U, C, S, S) uint8; clips (U, F, C, S, S)
         if seed is None:
             image = self.preprocess(pixels)  # (U, C, S, S)
         else:  # a seeded draw of its own: the batch's augmentation does not depend on what ran before it
@@ -181,15 +186,19 @@ class SampleDecoder:
                 text_ids, text_mask = ids[:, :length], mask[:, :length]  # (B, L'), (B, L')
         label = None if labels[0] is None else encode_labels(labels, self.label_names, self.objective,
                                                              source=samples[0].get("__url__", "shards"))  # fmt: skip
-        return Batch(image=image, text_ids=text_ids, text_mask=text_mask, label=label, index=torch.tensor(rows),
-                     image_index=torch.tensor(image_index))  # fmt: skip
+        batch = Batch(image=image, text_ids=text_ids, text_mask=text_mask, label=label, index=torch.tensor(rows),
+                      image_index=torch.tensor(image_index))  # fmt: skip
+        return batch, [" | ".join(row) for row in texts]
 
 
     def _image(self, data: bytes, key: str, where: str) -> torch.Tensor:
         size, channels, fit = self.cfg.image_size, self.cfg.channels, self.cfg.fit
         if key != "npy":
             return decode_image_bytes(data, size=size, channels=channels, source=where, fit=fit)
-        return torch.from_numpy(refit_pixels(npy_pixels(data, where), size, channels, fit))
+        array = npy_pixels(data, where)  # (C, H, W) or a clip's (F, C, H, W)
+        if array.ndim == 4:
+            return torch.from_numpy(np.stack([refit_pixels(frame, size, channels, fit) for frame in array]))
+        return torch.from_numpy(refit_pixels(array, size, channels, fit))
 
     def _stored_ids_hold(self, token_ids: list[list[int] | None]) -> bool:
         """Whether every row's stored ids are what tokenizing now gives: not cut at packing (or cut at today's
@@ -238,22 +247,6 @@ class WireBatch:
             fields[name] = source[start : start + count].view(shape).to(dtype)
             offsets[floating] = start + count
         return Batch(**{"image": None, "text_ids": None, "text_mask": None, **fields})
-
-
-_NPY_HEADER = re.compile(rb"\{'descr': '\|u1', 'fortran_order': False, 'shape': \((\d+), (\d+), (\d+)\), \}")
-
-
-def npy_pixels(data: bytes, where: str) -> np.ndarray:
-    """.npy bytes of (C, H, W) uint8 pixels (as `vlfuse data pack` writes them) → the array. The header is matched,
-    not evaluated: `np.load` spends ~120 µs on it (`ast.literal_eval`), more than the rest of a sample's work."""
-    if data[:6] != b"\x93NUMPY" or len(data) < 10:
-        raise DataError(f"{where}: not .npy data; expected (C, H, W) uint8 pixels written by `vlfuse data pack`")
-    start = 10 + int.from_bytes(data[8:10], "little") if data[6] == 1 else 12 + int.from_bytes(data[8:12], "little")
-    match = _NPY_HEADER.match(data[10 if data[6] == 1 else 12 : start])
-    shape = tuple(int(n) for n in match.groups()) if match else None
-    if shape is None or shape[0] not in (1, 3) or len(data) - start != math.prod(shape):
-        raise DataError(f"{where}: .npy pixels that are not (C, H, W) uint8 with C 1 or 3 (or are cut short)")
-    return np.frombuffer(data, dtype=np.uint8, offset=start).reshape(shape).copy()  # writable, for torch
 
 
 def _seed_of(*parts: int) -> int:
@@ -392,12 +385,22 @@ class ShardLoader:
 def split_batches(index: ShardIndex, split: str, decode: SampleDecoder, *, samples_per_batch: int, on_error: str,
                   shards: list[Shard] | None = None) -> Iterable[Batch]:  # fmt: skip
     """Every sample of a split (or of some of its `shards`) once, in shard order, as batches (evaluation)."""
+    for batch, _ in split_batches_with_texts(index, split, decode, samples_per_batch=samples_per_batch,
+                                             on_error=on_error, shards=shards):  # fmt: skip
+        yield batch
+
+
+def split_batches_with_texts(
+    index: ShardIndex, split: str, decode: SampleDecoder, *, samples_per_batch: int, on_error: str,
+    shards: list[Shard] | None = None,
+) -> Iterable[tuple[Batch, list[str]]]:  # fmt: skip
+    """`split_batches`, each batch with its rows' texts."""
     group: list[dict[str, Any]] = []
     for shard in index.shards(split) if shards is None else shards:
         for sample in read_shard(shard, on_error):
             group.append(sample)
             if len(group) == samples_per_batch:
-                yield decode(group)
+                yield decode.with_texts(group)
                 group = []
     if group:
-        yield decode(group)
+        yield decode.with_texts(group)

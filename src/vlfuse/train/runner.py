@@ -102,7 +102,7 @@ class TrainingTask:
         """The class that trains `cfg`: this one, or a variant (classification streaming packed shards)."""
         if getattr(getattr(cfg, "data", None), "shards", None) is not None:
             raise ConfigError(f"data.shards: task '{getattr(cfg, 'task', '?')}' reads its data into memory; streaming "
-                              "packed shards is supported by task 'classify'")  # fmt: skip
+                              "packed shards is supported by tasks 'classify' and 'video'")  # fmt: skip
         return cls
 
     def prepare(self) -> None:

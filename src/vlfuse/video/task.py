@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from vlfuse.classify.task import ClassifyTask
+from vlfuse.classify.task import ClassifyTask, ShardedClassifyTask
 from vlfuse.data.show import save_sample_grid
 from vlfuse.data.splits import PreparedData, SplitData
 from vlfuse.data.transforms import ImagePreprocessor, VideoPreprocessor
@@ -53,27 +53,39 @@ def attach_cached_frame_features(cfg: VideoConfig, model: nn.Module, data: Prepa
 class VideoTask(ClassifyTask):
     cfg: VideoConfig
 
+    @classmethod
+    def for_config(cls, cfg: VideoConfig) -> type[ClassifyTask]:
+        return cls if cfg.data.shards is None else ShardedVideoTask
+
     def preprocessor(self, *, augment: bool) -> VideoPreprocessor:
         return VideoPreprocessor(self.cfg.data, augment=augment)
 
+    def build_network(self) -> nn.Module:
+        return build_video_classifier(self.cfg, self.data.tokenizer, self.objective.num_outputs)
+
     def build(self) -> nn.Module:
-        model = build_video_classifier(self.cfg, self.data.tokenizer, self.objective.num_outputs).to(self.ctx.device)
+        model = self.build_network().to(self.ctx.device)
         attach_cached_frame_features(self.cfg, model, self.data)
         return model
+
+    def scored_rows(self) -> dict[str, SplitData]:
+        """The scored splits' rows (texts and labels; clips when held in memory), by split name."""
+        return {"val": self.data.val, "test": self.data.test}
 
     def finish(self, model: nn.Module, records: list[StageRecord]) -> dict[str, Any]:
         result = super().finish(model, records)
         run_dir = self.ctx.run_dir
         metrics = json.loads((run_dir / "test_metrics.json").read_text())
-        splits = {"val": self.data.val, "test": self.data.test}
+        splits = self.scored_rows()
         for name, logits in self.final_logits.items():
             by_kind = accuracy_by_kind(self.cfg.data.name, splits[name], logits)
             if by_kind:
                 metrics[f"{name}_by_kind"] = by_kind
         (run_dir / "test_metrics.json").write_text(json.dumps(metrics, indent=1))
         result["metrics"] = metrics
-        if "test" in self.final_logits and self.objective.kind == "multiclass":
-            self._draw_examples(self.data.test, self.final_logits["test"])
+        test = splits.get("test")
+        if "test" in self.final_logits and self.objective.kind == "multiclass" and test.images is not None:
+            self._draw_examples(test, self.final_logits["test"])
         return result
 
     def _draw_examples(self, split: SplitData, logits: torch.Tensor) -> None:
@@ -93,3 +105,12 @@ class VideoTask(ClassifyTask):
             lines.append(f"![{kind} test examples](plots/examples_{kind}.png)")
         report = self.ctx.run_dir / "report.md"
         report.write_text(report.read_text() + "\n## Test examples (frame strips)\n\n" + "\n\n".join(lines) + "\n")
+
+
+class ShardedVideoTask(ShardedClassifyTask, VideoTask):
+    """The video task streaming packed clips (`data.shards`, from `vlfuse data pack moving-shapes` or a video table):
+    the streamed classifier's data path with the video task's model, frame choice and per-kind scores. Frame strips
+    of right and wrong examples need the clips in memory and are not drawn."""
+
+    def scored_rows(self) -> dict[str, SplitData]:
+        return self.scored

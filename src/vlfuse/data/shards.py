@@ -190,7 +190,6 @@ class SampleDecoder:
                       image_index=torch.tensor(image_index))  # fmt: skip
         return batch, [" | ".join(row) for row in texts]
 
-
     def _image(self, data: bytes, key: str, where: str) -> torch.Tensor:
         size, channels, fit = self.cfg.image_size, self.cfg.channels, self.cfg.fit
         if key != "npy":
@@ -315,8 +314,8 @@ class TrainStream(IterableDataset):
 def loader_workers(setting: int | str, world_size: int) -> int:
     """`data.stream.workers` for one of `world_size` ranks on this machine: a number as given; "auto" → the rank's
     cores less two for its training threads, at most 8. The training threads wait for one another at every parallel
-    op, so a worker taking one of their cores stalls them all: on 2 cores an epoch from shards took 1.56× the
-    in-memory time with 2 workers and 1.10× with none (benchmarks/results/shards.json)."""
+    op, so a worker taking one of their cores stalls them all: on 2 cores an epoch from shards took 1.48× the
+    in-memory time with 2 workers and 1.17× with none (benchmarks/results/shards.json)."""
     if setting != "auto":
         return int(setting)
     from vlfuse.threads import available_cores

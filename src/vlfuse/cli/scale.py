@@ -25,9 +25,9 @@ def _data_config(source: str, set_: list[str], out: Path):
     from vlfuse.task import load_config
 
     if Path(source).is_dir():
-        table = folder_table(source, out)
-        texts = ["text"] if "text" in table.read_text().split("\n", 1)[0].split(",") else []
-        base = {"name": "table", "path": str(table), "root": str(Path(source).absolute()), "text_columns": texts}
+        table, has_text = folder_table(source, out)
+        base = {"name": "table", "path": str(table), "root": str(Path(source).absolute()),
+                "text_columns": ["text"] if has_text else []}  # fmt: skip
         return DataConfig.model_validate(apply_overrides({"data": base}, set_)["data"])
     if source.endswith((".yaml", ".yml")):
         return load_config(source, set_ or None).data

@@ -175,9 +175,10 @@ def _write_split(
             "shard_bytes": [(out / s).stat().st_size for s in sink.names]}  # fmt: skip
 
 
-def folder_table(folder: str | Path, out: str | Path) -> Path:
+def folder_table(folder: str | Path, out: str | Path) -> tuple[Path, bool]:
     """An image folder as a table to pack, written to OUT/folder.csv: one subfolder per class (ImageFolder's layout)
     gives the labels, and an image's sidecar caption (`cat.jpg` + `cat.txt`) its text when every image has one.
+    Returns the table and whether it has a text column.
 
     Raises:
         DataError: no class subfolders, or no image in them.
@@ -191,7 +192,8 @@ def folder_table(folder: str | Path, out: str | Path) -> Path:
         raise DataError(f"folder '{folder}': no images in class subfolders; expected e.g. {folder}/cat/1.jpg, "
                         f"{folder}/dog/2.png (one subfolder per label)")  # fmt: skip
     captions = [Path(row["image"]).with_suffix(".txt") for row in rows]
-    if all(c.is_file() for c in captions):
+    has_text = all(c.is_file() for c in captions)
+    if has_text:
         for row, caption in zip(rows, captions, strict=True):
             row["text"] = caption.read_text(encoding="utf-8").strip()
     import pandas as pd
@@ -199,7 +201,7 @@ def folder_table(folder: str | Path, out: str | Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     table = out / "folder.csv"
     pd.DataFrame(rows).to_csv(table, index=False)
-    return table
+    return table, has_text
 
 
 def pack(cfg: DataConfig, out: str | Path, *, shard_size: str = "256MB", repeat: int = 1) -> PackResult:

@@ -7,7 +7,7 @@ Unknown keys are rejected with the list of valid ones; wrong types name the full
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator
@@ -35,12 +35,14 @@ class AugmentConfig(Section):
 
 
 class StreamConfig(Section):
-    """Training from WebDataset shards (`data.shards`): decoding and augmentation run in DataLoader worker processes;
-    every rank and worker reads its own stream of shards through a shuffle buffer (`vlfuse.data.shards`)."""
+    """Training from WebDataset shards (`data.shards`): decoding and augmentation run in DataLoader worker processes
+    (or the training process, with none); every rank and worker reads its own stream of shards through a shuffle
+    buffer (`vlfuse.data.shards`)."""
 
-    workers: int | Literal["auto"] = "auto"  # DataLoader worker processes per rank (0: decode in the training
-    # process); auto: the rank's cores less the two its training threads use (none on a 2-core machine, where
-    # workers' decoding stalls the training threads more than it saves), at most 8
+    # DataLoader worker processes per rank (0: decode in the training process); auto: the rank's cores less the two
+    # its training threads use (none on a 2-core machine, where workers' decoding stalls the training threads more
+    # than it saves), at most 8
+    workers: Annotated[int, Field(ge=0)] | Literal["auto"] = "auto"
     shuffle_buffer: int = Field(1000, ge=1)  # packed samples (an image with its rows) mixed before batching
     samples_per_epoch: int | None = Field(None, ge=1)  # training rows per epoch over all ranks; None: the packed count
     resample: bool = True  # each stream draws shards with replacement (every rank and worker always has data and

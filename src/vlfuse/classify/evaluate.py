@@ -13,8 +13,8 @@ from vlfuse.data.transforms import ImagePreprocessor
 from vlfuse.objective import Objective
 
 if TYPE_CHECKING:
-    from vlfuse.data.shard_io import Shard
-    from vlfuse.data.shards import SampleDecoder, ShardIndex
+    from vlfuse.data.shard_io import Shard, ShardIndex
+    from vlfuse.data.shards import SampleDecoder
 
 
 @torch.inference_mode()

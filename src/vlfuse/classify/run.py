@@ -187,7 +187,8 @@ class ClassifyRun:
         device = next(self.model.parameters()).device
         batch_size = self.cfg.train.eval_batch_size
         if self.cfg.data.shards is not None:
-            from vlfuse.data.shards import SampleDecoder, ShardIndex
+            from vlfuse.data.shard_io import ShardIndex
+            from vlfuse.data.shards import SampleDecoder
 
             index = ShardIndex.open(self.cfg.data.shards, self.cfg.data.stream.url)
             shards = index.shards(split)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vlfuse.data.shards import ShardIndex
+from vlfuse.data.shard_io import ShardIndex
 from vlfuse.data.splits import DataIssue
 from vlfuse.data.text import TextTokenizer
 

@@ -1,18 +1,22 @@
-"""Reading the packed format: one shard's samples (tar members grouped by key), opened by WebDataset's `gopen` (local
-paths, `pipe:` commands, http/s), with a cut or short shard reported by URL; `.npy` pixels."""
+"""Reading the packed format: its index (`ShardIndex`), one shard's samples (tar members grouped by key), opened by
+WebDataset's `gopen` (local paths, `pipe:` commands, http/s), with a cut or short shard reported by URL; `.npy`
+pixels."""
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from vlfuse.data.text import TextTokenizer
 from vlfuse.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -28,6 +32,101 @@ class Shard:
     url: str
     samples: int | None = None
     size: int | None = None
+
+
+@dataclass
+class ShardIndex:
+    """A packed data set's index.json: where its shards are and what a model trained on it needs to know."""
+
+    root: Path
+    raw: dict[str, Any]
+    train_pattern: str | None = None  # `data.shards` given as a brace pattern of training shards
+    url: str | None = None  # `data.stream.url`: where shards are read from, "{name}" standing for a file name
+
+    @classmethod
+    def open(cls, location: str, url: str | None = None) -> ShardIndex:
+        """`location`: the pack folder, its index.json, or a brace pattern of training shards (`DIR/train-{000000..
+        000009}.tar`) beside an index.json. `url`: a template such as "pipe:aws s3 cp s3://bucket/{name} -" for
+        shards kept elsewhere than the index (object storage, a web server)."""
+        if url is not None and "{name}" not in url:
+            raise DataError(f"data.stream.url {url!r}: expected a template holding {{name}} (a shard's file name)")
+        pattern = location if location.endswith(".tar") else None
+        path = Path(location)
+        path = path.parent if pattern else path
+        file = path / INDEX_NAME if path.is_dir() or pattern else path
+        if not file.is_file():
+            raise DataError(f"data.shards={location!r}: no {file} (expected the folder written by `vlfuse data pack`)")
+        try:
+            raw = json.loads(file.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise DataError(f"{file}: unreadable shard index ({err})") from None
+        if raw.get("format") != INDEX_FORMAT:
+            found = raw.get("format")
+            raise DataError(f"{file}: format {found!r}, expected {INDEX_FORMAT!r} (from `vlfuse data pack`)")
+        return cls(file.parent, raw, pattern, url)
+
+    def has(self, split: str) -> bool:
+        return split in self.raw["splits"]
+
+    def shards(self, split: str) -> list[Shard]:
+        """The split's shards: local names resolve against the index's folder; `pipe:`, `http://`, `s3://` … and
+        absolute paths are used as they are (WebDataset opens them)."""
+        if split == "train" and self.train_pattern:
+            from braceexpand import braceexpand
+
+            return [Shard(url) for url in braceexpand(self.train_pattern)]
+        if not self.has(split):
+            raise DataError(f"{self.root / INDEX_NAME}: no '{split}' split was packed")
+        info = self.raw["splits"][split]
+        names = info["shards"]
+        counts = info.get("shard_samples") or [None] * len(names)
+        sizes = info.get("shard_bytes") or [None] * len(names)
+        return [Shard(self._locate(name), count, size) for name, count, size in zip(names, counts, sizes, strict=True)]
+
+    def _locate(self, name: str) -> str:
+        if self.url is not None:
+            return self.url.replace("{name}", name)
+        return name if ":" in name or name.startswith("/") else str(self.root / name)
+
+    def rows(self, split: str) -> int:
+        return int(self.raw["splits"][split]["rows"])
+
+    def rows_per_sample(self, split: str) -> float:
+        info = self.raw["splits"][split]
+        return info["rows"] / max(1, info["samples"])
+
+    @property
+    def label_names(self) -> list[str]:
+        return list(self.raw["label_names"])
+
+    @property
+    def objective(self) -> str:
+        return self.raw["objective"]
+
+    @cached_property
+    def _packed_tokenizer(self) -> TextTokenizer | None:
+        name = self.raw.get("tokenizer")
+        return None if name is None else TextTokenizer.load(self.root / name)
+
+    def tokenizer(self, max_length: int) -> TextTokenizer | None:
+        """The packed tokenizer (rows carry its token ids), at `max_length` tokens."""
+        tokenizer = self._packed_tokenizer
+        if tokenizer is None:
+            return None
+        if tokenizer.max_length != max_length:
+            log.info("data.max_text_length %d differs from the packed %d: using %d", max_length,
+                     tokenizer.max_length, max_length)  # fmt: skip
+            tokenizer = TextTokenizer.from_dict({**tokenizer.to_dict(), "max_length": max_length})
+        return tokenizer
+
+    def stored_ids_length(self, tokenizer: TextTokenizer | None) -> int | None:
+        """When the packed rows carry `tokenizer`'s token ids (it is the packed tokenizer, whatever its max_length),
+        the max_length they were cut at; else None."""
+        if self._packed_tokenizer is None or tokenizer is None:
+            return None
+        packed = self._packed_tokenizer.to_dict()
+        same = {**packed, "max_length": 0} == {**tokenizer.to_dict(), "max_length": 0}
+        return packed["max_length"] if same else None
 
 
 def _check_size(shard: Shard) -> str | None:

@@ -21,7 +21,6 @@ import math
 import random
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,7 +31,7 @@ from vlfuse.config import DataConfig
 from vlfuse.data.images import decode_image_bytes
 from vlfuse.data.labels import encode_labels
 from vlfuse.data.pixels import refit_pixels
-from vlfuse.data.shard_io import INDEX_FORMAT, INDEX_NAME, Shard, npy_pixels, read_shard
+from vlfuse.data.shard_io import Shard, ShardIndex, npy_pixels, read_shard
 from vlfuse.data.text import TextTokenizer
 from vlfuse.data.transforms import ImagePreprocessor
 from vlfuse.errors import DataError
@@ -41,98 +40,6 @@ from vlfuse.types import Batch
 log = logging.getLogger(__name__)
 
 IMAGE_KEYS = ("npy", "png", "jpg", "jpeg", "webp", "bmp", "gif")
-
-
-@dataclass
-class ShardIndex:
-    """A packed data set's index.json: where its shards are and what a model trained on it needs to know."""
-
-    root: Path
-    raw: dict[str, Any]
-    train_pattern: str | None = None  # `data.shards` given as a brace pattern of training shards
-    url: str | None = None  # `data.stream.url`: where shards are read from, "{name}" standing for a file name
-
-    @classmethod
-    def open(cls, location: str, url: str | None = None) -> ShardIndex:
-        """`location`: the pack folder, its index.json, or a brace pattern of training shards (`DIR/train-{000000..
-        000009}.tar`) beside an index.json. `url`: a template such as "pipe:aws s3 cp s3://bucket/{name} -" for
-        shards kept elsewhere than the index (object storage, a web server)."""
-        if url is not None and "{name}" not in url:
-            raise DataError(f"data.stream.url {url!r}: expected a template holding {{name}} (a shard's file name)")
-        pattern = location if location.endswith(".tar") else None
-        path = Path(location)
-        path = path.parent if pattern else path
-        file = path / INDEX_NAME if path.is_dir() or pattern else path
-        if not file.is_file():
-            raise DataError(f"data.shards={location!r}: no {file} (expected the folder written by `vlfuse data pack`)")
-        try:
-            raw = json.loads(file.read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            raise DataError(f"{file}: unreadable shard index ({err})") from None
-        if raw.get("format") != INDEX_FORMAT:
-            found = raw.get("format")
-            raise DataError(f"{file}: format {found!r}, expected {INDEX_FORMAT!r} (from `vlfuse data pack`)")
-        return cls(file.parent, raw, pattern, url)
-
-    def has(self, split: str) -> bool:
-        return split in self.raw["splits"]
-
-    def shards(self, split: str) -> list[Shard]:
-        """The split's shards: local names resolve against the index's folder; `pipe:`, `http://`, `s3://` … and
-        absolute paths are used as they are (WebDataset opens them)."""
-        if split == "train" and self.train_pattern:
-            from braceexpand import braceexpand
-
-            return [Shard(url) for url in braceexpand(self.train_pattern)]
-        if not self.has(split):
-            raise DataError(f"{self.root / INDEX_NAME}: no '{split}' split was packed")
-        info = self.raw["splits"][split]
-        names = info["shards"]
-        counts = info.get("shard_samples") or [None] * len(names)
-        sizes = info.get("shard_bytes") or [None] * len(names)
-        return [Shard(self._locate(name), count, size) for name, count, size in zip(names, counts, sizes, strict=True)]
-
-    def _locate(self, name: str) -> str:
-        if self.url is not None:
-            return self.url.replace("{name}", name)
-        return name if ":" in name or name.startswith("/") else str(self.root / name)
-
-    def rows(self, split: str) -> int:
-        return int(self.raw["splits"][split]["rows"])
-
-    def rows_per_sample(self, split: str) -> float:
-        info = self.raw["splits"][split]
-        return info["rows"] / max(1, info["samples"])
-
-    @property
-    def label_names(self) -> list[str]:
-        return list(self.raw["label_names"])
-
-    @property
-    def objective(self) -> str:
-        return self.raw["objective"]
-
-    def tokenizer(self, max_length: int) -> TextTokenizer | None:
-        """The packed tokenizer (rows carry its token ids), at `max_length` tokens."""
-        name = self.raw.get("tokenizer")
-        if name is None:
-            return None
-        tokenizer = TextTokenizer.load(self.root / name)
-        if tokenizer.max_length != max_length:
-            log.info("data.max_text_length %d differs from the packed %d: using %d", max_length,
-                     tokenizer.max_length, max_length)  # fmt: skip
-            tokenizer = TextTokenizer.from_dict({**tokenizer.to_dict(), "max_length": max_length})
-        return tokenizer
-
-    def stored_ids_length(self, tokenizer: TextTokenizer | None) -> int | None:
-        """When the packed rows carry `tokenizer`'s token ids (it is the packed tokenizer, whatever its max_length),
-        the max_length they were cut at; else None."""
-        name = self.raw.get("tokenizer")
-        if name is None or tokenizer is None:
-            return None
-        packed = TextTokenizer.load(self.root / name).to_dict()
-        same = {**packed, "max_length": 0} == {**tokenizer.to_dict(), "max_length": 0}
-        return packed["max_length"] if same else None
 
 
 class SampleDecoder:
@@ -151,10 +58,14 @@ class SampleDecoder:
         self.preprocess = preprocess or ImagePreprocessor(cfg, augment=augment)
 
     def __call__(self, samples: list[dict[str, Any]], seed: int | None = None) -> Batch:
-        return self.with_texts(samples, seed)[0]
+        return self._decode(samples, seed)[0]
 
-    def with_texts(self, samples: list[dict[str, Any]], seed: int | None = None) -> tuple[Batch, list[str]]:
+    def with_texts(self, samples: list[dict[str, Any]]) -> tuple[Batch, list[str]]:
         """The batch and its rows' texts (columns joined by " | "), for scores that depend on the text."""
+        batch, texts = self._decode(samples, None)
+        return batch, [" | ".join(row) for row in texts]
+
+    def _decode(self, samples: list[dict[str, Any]], seed: int | None) -> tuple[Batch, list[list[str]]]:
         images, texts, labels, rows, image_index, token_ids = [], [], [], [], [], []
         for position, sample in enumerate(samples):
             key = next((k for k in IMAGE_KEYS if k in sample), None)
@@ -188,7 +99,7 @@ class SampleDecoder:
                                                              source=samples[0].get("__url__", "shards"))  # fmt: skip
         batch = Batch(image=image, text_ids=text_ids, text_mask=text_mask, label=label, index=torch.tensor(rows),
                       image_index=torch.tensor(image_index))  # fmt: skip
-        return batch, [" | ".join(row) for row in texts]
+        return batch, texts
 
     def _image(self, data: bytes, key: str, where: str) -> torch.Tensor:
         size, channels, fit = self.cfg.image_size, self.cfg.channels, self.cfg.fit

@@ -190,6 +190,13 @@ def predict_routes(ctx: ServeContext) -> APIRouter:
     top_k_field = Annotated[int, Form(ge=1, le=num_labels, description="how many labels to return")]
     default_k = min(5, num_labels)
 
+    async def answer(request: Request, upload, text, top_k: int) -> tuple[list[LabelProbability], bool, bool]:
+        """(top-k predictions, an upload was read, a text was read) for one request, micro-batched."""
+        with batcher.reserve() as ticket:
+            pixels, text = await read_inputs(request, upload, text, ctx, clips)  # (C, H, W) or clip (F, C, S, S)
+            probs = await batcher.submit(PredictItem(pixels, text), ticket)  # (K,)
+        return top_predictions(probs, top_k, predictor.label_names), pixels is not None, text is not None
+
     if clips is not None:
 
         @router.post("/v1/predict", response_model=VideoPredictResponse, summary="Top-k labels for a clip and/or a "
@@ -200,14 +207,9 @@ def predict_routes(ctx: ServeContext) -> APIRouter:
             text: text_field(limits, text_note.format("clips")) = None,
             top_k: top_k_field = default_k,
         ) -> VideoPredictResponse:
-            with batcher.reserve() as ticket:
-                clip, text = await read_inputs(request, video, text, ctx, clips)  # clip: (F, C, S, S) uint8
-                probs = await batcher.submit(PredictItem(clip, text), ticket)  # (K,)
-            return VideoPredictResponse(
-                predictions=top_predictions(probs, top_k, predictor.label_names),
-                used=UsedVideoInputs(video=clip is not None, text=text is not None),
-                backend=predictor.backend,
-            )
+            predictions, has_video, has_text = await answer(request, video, text, top_k)
+            return VideoPredictResponse(predictions=predictions, used=UsedVideoInputs(video=has_video, text=has_text),
+                                        backend=predictor.backend)  # fmt: skip
 
         return router
 
@@ -219,13 +221,8 @@ def predict_routes(ctx: ServeContext) -> APIRouter:
         text: text_field(limits, text_note.format("images")) = None,
         top_k: top_k_field = default_k,
     ) -> PredictResponse:
-        with batcher.reserve() as ticket:
-            pixels, text = await read_inputs(request, image, text, ctx)
-            probs = await batcher.submit(PredictItem(pixels, text), ticket)  # (K,)
-        return PredictResponse(
-            predictions=top_predictions(probs, top_k, predictor.label_names),
-            used=UsedInputs(image=pixels is not None, text=text is not None),
-            backend=predictor.backend,
-        )
+        predictions, has_image, has_text = await answer(request, image, text, top_k)
+        return PredictResponse(predictions=predictions, used=UsedInputs(image=has_image, text=has_text),
+                               backend=predictor.backend)
 
     return router
